@@ -1,0 +1,181 @@
+"""L-inf PGD (Madry et al. 2018), FGSM (Goodfellow et al. 2015) and the TRADES
+KL attack (Zhang et al. 2019), all as one projected sign-gradient loop.
+
+    x_0     = clip(x + U(-eps, eps), 0, 1)                 (random start)
+    x_{t+1} = clip(x + clip(x_t + a * sign(g_t) - x, -eps, eps), 0, 1)
+
+``g_t`` is the input gradient of the attack objective: cross-entropy for PGD and
+FGSM (minus cross-entropy to the target when ``targeted``), the KL divergence
+from the clean prediction for TRADES. The model is always called with
+``training=False``.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from atalp_keras import losses
+from atalp_keras.attacks.base import Attack, check_eps, check_positive_int
+from atalp_keras.attacks.base import model_logits, project_linf
+
+
+class PGDAttack(Attack):
+    """Projected gradient descent in the L-inf ball, with restarts.
+
+    Args:
+        eps: L-inf radius on the [0, 1] pixel scale (8/255 = 0.0314).
+        step_size: Step per iteration, same scale.
+        num_steps: Number of iterations.
+        random_start: Start from a uniform point in the ball (Madry et al.).
+        restarts: Independent runs; per example the worst case is kept
+            (a misclassified point first, then the highest loss).
+        targeted: If True, ``y`` holds target labels and the attack descends
+            the cross-entropy to them.
+        seed: Optional int for the attack's ``keras.random.SeedGenerator``.
+
+    Example:
+        >>> attack = PGDAttack(eps=8 / 255, step_size=2 / 255, num_steps=20)
+        >>> x_adv = attack.perturb(model, x_test, y_test)
+    """
+
+    name = "pgd"
+
+    def __init__(self, eps, step_size=None, num_steps=10, random_start=True,
+                 restarts=1, targeted=False, seed=None):
+        super().__init__(eps, seed=seed)
+        self.num_steps = check_positive_int(num_steps, "num_steps")
+        if step_size is None:
+            step_size = 2.5 * self.eps / self.num_steps
+        self.step_size = check_eps(step_size, "step_size")
+        self.random_start = bool(random_start)
+        self.restarts = check_positive_int(restarts, "restarts")
+        self.targeted = bool(targeted)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "step_size": self.step_size,
+            "num_steps": self.num_steps,
+            "random_start": self.random_start,
+            "restarts": self.restarts,
+            "targeted": self.targeted,
+        }
+
+    # The three pieces of an L-inf step (start, objective, step).
+    def _start(self, x):
+        if not self.random_start:
+            return x
+        noise = keras.random.uniform(
+            ops.shape(x), -self.eps, self.eps, seed=self.seed_generator
+        )
+        return ops.clip(x + noise, 0.0, 1.0)
+
+    def _context(self, model, x, y):
+        """Whatever the objective needs besides the current logits."""
+        return ops.cast(y, "int32")
+
+    def _objective(self, logits, context):
+        """Per-example value the attack ascends."""
+        ce = losses.cross_entropy(context, logits)
+        return -ce if self.targeted else ce
+
+    def _run_once(self, model, x, context):
+        eps = ops.cast(self.eps, x.dtype)
+        step = ops.cast(self.step_size, x.dtype)
+
+        def body(i, x_adv):
+            with tf.GradientTape() as tape:
+                tape.watch(x_adv)
+                objective = ops.sum(self._objective(model_logits(model, x_adv), context))
+            grad = tape.gradient(objective, x_adv)
+            x_adv = x_adv + step * ops.sign(grad)
+            return i + 1, project_linf(x_adv, x, eps)
+
+        _, x_adv = tf.while_loop(
+            lambda i, _: i < self.num_steps,
+            body,
+            (tf.constant(0), self._start(x)),
+            parallel_iterations=1,
+        )
+        return tf.stop_gradient(x_adv)
+
+    def __call__(self, model, x, y):
+        x = ops.convert_to_tensor(x, "float32")
+        context = self._context(model, x, y)
+        x_best = self._run_once(model, x, context)
+        if self.restarts == 1:
+            return x_best
+        best_score = self._score(model, x_best, y)
+        for _ in range(self.restarts - 1):
+            candidate = self._run_once(model, x, context)
+            score = self._score(model, candidate, y)
+            better = score > best_score
+            mask = ops.reshape(better, (-1,) + (1,) * (len(x.shape) - 1))
+            x_best = ops.where(mask, candidate, x_best)
+            best_score = ops.maximum(score, best_score)
+        return x_best
+
+    def _score(self, model, x_adv, y):
+        """How bad ``x_adv`` is for the defender: a success beats any loss."""
+        logits = model_logits(model, x_adv)
+        y = ops.cast(y, "int32")
+        loss = losses.cross_entropy(y, logits)
+        pred = ops.cast(ops.argmax(logits, axis=-1), "int32")
+        if self.targeted:
+            success, loss = ops.equal(pred, y), -loss
+        else:
+            success = ops.not_equal(pred, y)
+        return ops.where(success, ops.full_like(loss, 1e30), loss)
+
+
+class FGSMAttack(PGDAttack):
+    """Fast gradient sign method: one step of size ``eps`` (no random start).
+
+    With ``random_start=True`` and ``step_size=1.25 * eps`` it is the "fast"
+    adversarial training attack of Wong et al. (2020).
+    """
+
+    name = "fgsm"
+
+    def __init__(self, eps, step_size=None, random_start=False, restarts=1,
+                 targeted=False, seed=None, num_steps=1):
+        if num_steps != 1:
+            raise ValueError(f"FGSM takes exactly one step. Received: num_steps={num_steps}")
+        super().__init__(
+            eps,
+            step_size=eps if step_size is None else step_size,
+            num_steps=1,
+            random_start=random_start,
+            restarts=restarts,
+            targeted=targeted,
+            seed=seed,
+        )
+
+
+class TRADESAttack(PGDAttack):
+    """The TRADES inner maximisation (Zhang et al. 2019).
+
+    Starts at ``x + 0.001 * N(0, 1)`` and ascends
+    ``KL(softmax(f(x)) || softmax(f(x_adv)))``; labels are not used.
+    """
+
+    name = "trades"
+
+    def __init__(self, eps, step_size=None, num_steps=10, restarts=1, seed=None,
+                 random_start=True, targeted=False):
+        if targeted:
+            raise ValueError("The TRADES attack has no targeted mode. Received: targeted=True")
+        super().__init__(eps, step_size=step_size, num_steps=num_steps,
+                         random_start=random_start, restarts=restarts, seed=seed)
+
+    def _start(self, x):
+        if not self.random_start:
+            return x
+        noise = 0.001 * keras.random.normal(ops.shape(x), seed=self.seed_generator)
+        return ops.clip(x + noise, 0.0, 1.0)
+
+    def _context(self, model, x, y):
+        return tf.stop_gradient(model_logits(model, x))
+
+    def _objective(self, logits, context):
+        return losses.trades_kl(context, logits)
