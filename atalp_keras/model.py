@@ -17,6 +17,7 @@ from atalp_keras import attention, losses, methods
 from atalp_keras.attacks import deserialize_attack, serialize_attack
 from atalp_keras.attacks.base import Attack
 from atalp_keras.attacks.pgd import PGDAttack
+from atalp_keras.data import validate_arrays
 from atalp_keras.features import build_feature_model, resolve_stage_layers
 
 _WEIGHT_ARGS = ("natural_weight", "adv_weight", "alp_weight", "at_weight", "trades_beta")
@@ -346,6 +347,23 @@ class ATALPModel(keras.Model):
         # val_loss: the adversarial CE when an eval attack runs, else the clean CE.
         terms["loss"] = terms.get("ce_adv", terms["ce_natural"])
         return self._update(self._test_keys(), terms, y, logits_nat, logits_adv)
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit``; numpy inputs are checked up front (NaN pixels,
+        range, labels, shapes) so a mistake costs one clear message, not an
+        epoch."""
+        if isinstance(x, np.ndarray):
+            validate_arrays(x, y, self.num_classes, self.image_shape)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2 \
+                and isinstance(validation[0], np.ndarray):
+            validate_arrays(validation[0], validation[1], self.num_classes, self.image_shape)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        if isinstance(x, np.ndarray):
+            validate_arrays(x, y, self.num_classes, self.image_shape)
+        return super().evaluate(x, y, *args, **kwargs)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

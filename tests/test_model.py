@@ -1,0 +1,217 @@
+"""ATALPModel: every preset trains, the loss is wired as METHOD.md says,
+`standard` is plain Keras training, saving round-trips, bad input is refused."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import atalp_keras as ak
+from atalp_keras import attention, losses
+
+WIDTHS = (4, 8, 8, 16)
+EXPECTED_KEYS = {
+    "standard": {"loss", "ce_natural", "accuracy"},
+    "pat": {"loss", "ce_natural", "ce_adv", "accuracy", "adv_accuracy"},
+    "fast": {"loss", "ce_natural", "ce_adv", "accuracy", "adv_accuracy"},
+    "alp": {"loss", "ce_natural", "ce_adv", "alp", "at", "accuracy", "adv_accuracy"},
+    "at": {"loss", "ce_natural", "ce_adv", "alp", "at", "accuracy", "adv_accuracy"},
+    "at_alp": {"loss", "ce_natural", "ce_adv", "alp", "at", "accuracy", "adv_accuracy"},
+    "trades": {"loss", "ce_natural", "ce_adv", "alp", "at", "trades_kl", "accuracy",
+               "adv_accuracy"},
+}
+
+
+def _tiny(seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    return ak.tiny_resnet((8, 8, 1), 10, widths=WIDTHS, **kwargs)
+
+
+def _attack(method, eps=0.2):
+    if method == "standard":
+        return "auto"
+    if method == "fast":
+        return ak.FGSMAttack(eps, step_size=1.25 * eps, random_start=True, seed=0)
+    if method == "trades":
+        return ak.TRADESAttack(eps, 0.1, 2, seed=0)
+    return ak.PGDAttack(eps, 0.1, 2, seed=0)
+
+
+@pytest.mark.parametrize("method", sorted(EXPECTED_KEYS))
+def test_every_preset_fits_with_finite_logs_and_only_trains_the_classifier(method, digits):
+    x, y = digits[0][:96], digits[1][:96]
+    model = ak.ATALPModel(_tiny())
+    model.compile(keras.optimizers.SGD(0.05), method=method, attack=_attack(method),
+                  eval_attack=None)
+    assert {id(v) for v in model.trainable_variables} == \
+        {id(v) for v in model.classifier.trainable_variables}
+    before = [v.numpy().copy() for v in model.classifier.trainable_variables]
+    history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    logs = {k: v[-1] for k, v in history.history.items()}
+    assert set(logs) == EXPECTED_KEYS[method]
+    assert all(np.isfinite(v) for v in logs.values())
+    after = [v.numpy() for v in model.classifier.trainable_variables]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_compute_terms_matches_the_formula_by_hand(digits):
+    x, y = digits[0][:6], digits[1][:6]
+    classifier = _tiny()
+    model = ak.ATALPModel(classifier)
+    model.compile("sgd", method="at_alp", attack=ak.PGDAttack(0.2, 0.1, 1, seed=0),
+                  alp_weight=0.3, at_weight=2.0, natural_weight=0.4, adv_weight=0.6)
+    x_adv = np.clip(x + 0.1 * np.sign(np.random.default_rng(0).normal(size=x.shape)),
+                    0, 1).astype("float32")
+    terms, _, _ = model.compute_terms(tf.constant(x), tf.constant(y), tf.constant(x_adv),
+                                      training=False)
+    # Independent computation: separate passes and numpy formulas.
+    probe = keras.Model(classifier.inputs,
+                        [classifier.get_layer(n).output for n in model.stage_layers])
+    ln, la = classifier(x).numpy(), classifier(x_adv).numpy()
+
+    def ce(logits):
+        z = logits - logits.max(-1, keepdims=True)
+        return np.log(np.exp(z).sum(-1)) - z[np.arange(len(y)), y]
+
+    def qhat(a):
+        q = (a ** 2).sum(-1).reshape(len(a), -1)
+        return q / np.maximum(np.linalg.norm(q, axis=-1, keepdims=True), 1e-12)
+
+    at = sum(np.linalg.norm(qhat(a.numpy()) - qhat(b.numpy()), axis=-1)
+             for a, b in zip(probe(x), probe(x_adv)))
+    alp = ((ln - la) ** 2).mean(-1)
+    expected = 0.4 * ce(ln) + 0.6 * ce(la) + 0.3 * alp + 2.0 * at
+    np.testing.assert_allclose(terms["at"], at, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(terms["alp"], alp, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(terms["loss"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_standard_equals_plain_keras_training(digits):
+    x, y = digits[0][:128], digits[1][:128]
+    ours = _tiny(seed=3)
+    plain = _tiny(seed=3)
+    plain.set_weights(ours.get_weights())
+    model = ak.ATALPModel(ours)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), method="standard")
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    plain.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(ours.get_weights(), plain.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_save_load_roundtrip_and_continue_training(digits, tmp_path):
+    x, y = digits[0][:64], digits[1][:64]
+    model = ak.ATALPModel(_tiny())
+    model.compile(keras.optimizers.Adam(1e-3), method="at_alp",
+                  attack=ak.PGDAttack(0.2, 0.1, 2, seed=0), at_weight=0.7)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, ak.ATALPModel)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+    assert loaded.method == "at_alp" and loaded.loss_weights_["at_weight"] == 0.7
+    assert loaded.train_attack.get_config() == model.train_attack.get_config()
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2
+    history = loaded.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    assert int(loaded.optimizer.iterations) == 4
+
+
+def test_test_step_reports_clean_and_pgd_accuracy(digits):
+    x, y = digits[2][:64], digits[3][:64]
+    model = ak.ATALPModel(_tiny())
+    model.compile("adam", method="pat", attack=ak.PGDAttack(0.2, 0.1, 2, seed=0))
+    logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "ce_natural", "ce_adv", "accuracy", "adv_accuracy"}
+    assert logs["adv_accuracy"] <= logs["accuracy"]
+    model.compile("adam", method="pat", attack=ak.PGDAttack(0.2, 0.1, 2), eval_attack=None)
+    assert set(model.evaluate(x, y, verbose=0, return_dict=True)) == \
+        {"loss", "ce_natural", "accuracy"}
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.fixture
+def compiled():
+    model = ak.ATALPModel(_tiny())
+    model.compile("adam", method="at_alp", attack=ak.PGDAttack(0.2, 0.1, 1))
+    return model
+
+
+def test_nan_pixels_are_refused(compiled, digits):
+    x, y = digits[0][:8].copy(), digits[1][:8]
+    x[2, 3, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        compiled.fit(x, y, verbose=0)
+
+
+def test_nan_pixels_in_a_dataset_are_refused_in_the_step(compiled, digits):
+    x, y = digits[0][:8].copy(), digits[1][:8]
+    x[0, 0, 0, 0] = np.nan
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
+        compiled.fit(ds, verbose=0)
+
+
+def test_labels_out_of_range_are_refused(compiled, digits):
+    x, y = digits[0][:8], digits[1][:8].copy()
+    y[0] = 10
+    with pytest.raises(ValueError, match="10"):
+        compiled.fit(x, y, verbose=0)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Labels must be in \[0, 10\)"):
+        compiled.fit(ds, verbose=0)
+
+
+def test_0_255_pixels_are_refused(compiled, digits):
+    x, y = digits[0][:8] * 255.0, digits[1][:8]
+    with pytest.raises(ValueError, match="255"):
+        compiled.fit(x, y, verbose=0)
+
+
+def test_wrong_input_shape_is_refused(compiled):
+    x = np.zeros((8, 9, 9, 1), "float32")
+    y = np.zeros((8,), "int32")
+    with pytest.raises(ValueError, match=r"\(8, 8, 1\)|8, 8, 1"):
+        compiled.fit(x, y, verbose=0)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    with pytest.raises(ValueError, match="Expected images of shape"):
+        compiled.fit(ds, verbose=0)
+
+
+def test_unknown_stage_layer_lists_existing_names():
+    with pytest.raises(ValueError) as err:
+        ak.ATALPModel(_tiny(), stage_layers=["conv2_block1_out", "conv9_block1_out"])
+    assert "conv9_block1_out" in str(err.value) and "conv3_block1_out" in str(err.value)
+
+
+def test_softmax_classifier_is_refused():
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, name="conv2_block1_out")(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(h))
+    with pytest.raises(ValueError, match="softmax.*logits"):
+        ak.ATALPModel(keras.Model(inputs, outputs))
+
+
+def test_unknown_method_and_negative_weight_are_refused():
+    model = ak.ATALPModel(_tiny())
+    with pytest.raises(ValueError, match="Expected one of: standard, pat"):
+        model.compile("adam", method="madry")
+    with pytest.raises(ValueError, match="alp_weight=-1"):
+        model.compile("adam", method="alp", alp_weight=-1)
+    with pytest.raises(ValueError, match="no `loss`"):
+        model.compile("adam", loss="mse")
+
+
+def test_user_model_with_named_layers(digits):
+    inputs = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="block_a")(inputs)
+    b = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="block_b")(a)
+    outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(b))
+    model = ak.ATALPModel(keras.Model(inputs, outputs), stage_layers=["block_a", "block_b"])
+    model.compile("adam", method="at_alp", attack=ak.PGDAttack(0.2, 0.1, 1))
+    logs = model.fit(digits[0][:32], digits[1][:32], batch_size=16, verbose=0).history
+    assert logs["at"][-1] > 0
