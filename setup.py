@@ -1,0 +1,33 @@
+"""atalp-keras: Attention and Adversarial Logit Pairing for Keras 3 / TensorFlow."""
+
+from setuptools import find_packages, setup
+
+# Versions measured to work together on CPU (see docs and ENVIRONMENT notes).
+# GPU machines: install with the "gpu" extra instead of the CPU wheel, e.g.
+#   pip install --no-deps -e . && pip install "tensorflow[and-cuda]==2.21.0" ...
+REQUIRED = [
+    "tensorflow-cpu==2.21.0",
+    "keras==3.15.1",
+    "absl-py==2.5.1",
+    "numpy==2.4.6",
+    "scikit-learn==1.9.1",
+    "tensorflow-datasets==4.9.10",
+    "importlib_resources==7.1.0",  # tfds 4.9.10 needs it and does not declare it
+    "matplotlib==3.11.2",
+    "pillow==13.0.0",
+]
+
+setup(
+    name="atalp-keras",
+    version="0.1.0",
+    description="Adversarial training with Attention and Adversarial Logit Pairing "
+                "(AT + ALP) for Keras 3, with honest robustness evaluation.",
+    packages=find_packages(include=["atalp_keras", "atalp_keras.*"]),
+    python_requires=">=3.10",
+    install_requires=REQUIRED,
+    extras_require={
+        "test": ["pytest==9.2.0"],
+        # Peers for the cross-check and speed benchmarks in bench/ (not needed to use the package).
+        "bench": ["adversarial-robustness-toolbox==1.20.1", "multiprocess"],
+    },
+)
