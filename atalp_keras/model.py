@@ -77,8 +77,9 @@ class ATALPModel(keras.Model):
             attack: The training attack (an ``Attack``); ``"auto"`` uses the
                 preset's default at eps 8/255, step 2/255, 7 steps (TRADES: 10).
             eval_attack: Attack run by ``evaluate``/validation to report
-                ``adv_accuracy``; ``"auto"`` = PGD with the training attack's
-                eps, step and 10 steps (none for ``standard``); None turns it off.
+                ``adv_accuracy``; ``"auto"`` = PGD-10 at the training attack's
+                eps with step 2.5 * eps / 10 (none for ``standard``); None turns
+                it off.
             natural_weight, adv_weight, alp_weight, at_weight, trades_beta:
                 Override the preset's weight of that loss term.
             attention_p: Power ``p`` of the attention map and its norm.
@@ -125,8 +126,8 @@ class ATALPModel(keras.Model):
         if eval_attack == "auto":
             eval_attack = None
             if attack is not None:
-                eval_attack = PGDAttack(attack.eps, step_size=getattr(attack, "step_size", None),
-                                        num_steps=10, seed=attack.seed)
+                # Step 2.5 * eps / steps (Madry et al.), whatever the training step.
+                eval_attack = PGDAttack(attack.eps, num_steps=10, seed=attack.seed)
         if isinstance(eval_attack, dict):
             eval_attack = deserialize_attack(eval_attack)
         if eval_attack is not None and not isinstance(eval_attack, Attack):
@@ -313,6 +314,11 @@ class ATALPModel(keras.Model):
         x_adv = None
         if self.train_attack is not None:
             x_adv = tf.stop_gradient(self.train_attack(self.classifier, x, y))
+        logits_clean = None
+        if x_adv is not None and not self._paired:
+            # pat / fast train on x_adv alone; clean accuracy comes from an
+            # inference pass so BatchNorm statistics only see what the loss sees.
+            logits_clean = self.classifier(x, training=False)
         variables = self.classifier.trainable_variables
         with tf.GradientTape() as tape:
             terms, logits_nat, logits_adv = self.compute_terms(x, y, x_adv, training=True)
@@ -326,9 +332,7 @@ class ATALPModel(keras.Model):
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         if logits_nat is None:
-            # pat / fast train on x_adv alone; clean accuracy comes from an
-            # inference pass so BatchNorm statistics only see what the loss sees.
-            logits_nat = self.classifier(x, training=False)
+            logits_nat = logits_clean
             terms["ce_natural"] = losses.cross_entropy(y, logits_nat)
         terms["loss"] = ops.broadcast_to(loss, ops.shape(y))
         return self._update(self._train_keys(), terms, y, logits_nat, logits_adv)
