@@ -140,6 +140,24 @@ def cifar_resnet(depth=18, input_shape=(32, 32, 3), num_classes=10, **kwargs):
                         (1, 2, 2, 2), stem_width=64, **kwargs)
 
 
+def simple_cnn(input_shape=(8, 8, 1), num_classes=10, widths=(32, 64), name="cnn"):
+    """A plain convolutional network (no residuals, no BatchNorm).
+
+    Another architecture family than the ResNets, for black-box transfer
+    sources. Its convolutions are named ``conv{2,3,..}_block1_out`` so the
+    attention term and the analyses find them like ResNet stages.
+    """
+    inputs = keras.Input(shape=tuple(input_shape), name="images")
+    x = inputs
+    for s, width in enumerate(widths):
+        x = layers.Conv2D(width, 3, strides=1 if s == 0 else 2, padding="same",
+                          activation="relu", name=f"conv{s + 2}_block1_out")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dense(2 * widths[-1], activation="relu", name="hidden")(x)
+    logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
 _APPLICATIONS = {
     50: "ResNet50",
     101: "ResNet101",
@@ -206,9 +224,10 @@ def stage_layer_names(model):
 
 
 def build_backbone(name, input_shape, num_classes, **kwargs):
-    """Builds a classifier by name: tiny, resnet18, resnet34, resnet50/101/152."""
+    """Builds a classifier by name: tiny, cnn, resnet18, resnet34, resnet50/101/152."""
     builders = {
         "tiny": lambda: tiny_resnet(input_shape, num_classes, **kwargs),
+        "cnn": lambda: simple_cnn(input_shape, num_classes, **kwargs),
         "resnet18": lambda: cifar_resnet(18, input_shape, num_classes, **kwargs),
         "resnet34": lambda: cifar_resnet(34, input_shape, num_classes, **kwargs),
         "resnet50": lambda: application_resnet(50, input_shape, num_classes, **kwargs),

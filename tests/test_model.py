@@ -215,3 +215,41 @@ def test_user_model_with_named_layers(digits):
     model.compile("adam", method="at_alp", attack=ak.PGDAttack(0.2, 0.1, 1))
     logs = model.fit(digits[0][:32], digits[1][:32], batch_size=16, verbose=0).history
     assert logs["at"][-1] > 0
+
+
+@pytest.mark.parametrize("name, shape, stages", [
+    ("tiny", (8, 8, 1), ["conv2_block1_out", "conv3_block1_out", "conv4_block1_out",
+                         "conv5_block1_out"]),
+    ("cnn", (8, 8, 1), ["conv2_block1_out", "conv3_block1_out"]),
+    ("resnet18", (32, 32, 3), ["conv2_block2_out", "conv3_block2_out", "conv4_block2_out",
+                               "conv5_block2_out"]),
+    ("resnet34", (32, 32, 3), ["conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                               "conv5_block3_out"]),
+    ("resnet50", (32, 32, 3), ["conv2_block3_out", "conv3_block4_out", "conv4_block6_out",
+                               "conv5_block3_out"]),
+])
+def test_backbones_expose_their_stage_ends(name, shape, stages):
+    classifier = ak.build_backbone(name, shape, 7)
+    assert ak.stage_layer_names(classifier) == stages
+    assert classifier.output.shape[-1] == 7
+    model = ak.ATALPModel(classifier)
+    out = model.feature_model(np.zeros((1,) + shape, "float32"))
+    assert len(out["stages"]) == len(stages)
+    assert all(len(s.shape) == 4 for s in out["stages"])
+
+
+def test_cifar_resnet18_has_the_cifar_stem_and_11m_weights():
+    classifier = ak.cifar_resnet(18)
+    assert 11.1e6 < classifier.count_params() < 11.3e6
+    # 3x3 stem, no max-pool: 32x32 input keeps 32x32 at conv2_x and 4x4 at conv5_x.
+    assert tuple(classifier.get_layer("conv2_block2_out").output.shape[1:3]) == (32, 32)
+    assert tuple(classifier.get_layer("conv5_block2_out").output.shape[1:3]) == (4, 4)
+
+
+def test_pixel_normalization_matches_caffe_preprocessing():
+    from atalp_keras.backbones import IMAGENET_CAFFE_MEAN_BGR, PixelNormalization
+
+    x = np.random.default_rng(0).uniform(size=(2, 4, 4, 3)).astype("float32")
+    ours = PixelNormalization(IMAGENET_CAFFE_MEAN_BGR, 1.0, scale=255.0, reverse_channels=True)(x)
+    expected = keras.applications.resnet.preprocess_input(x * 255.0)
+    np.testing.assert_allclose(np.asarray(ours), expected, atol=1e-3)
