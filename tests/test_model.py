@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 import atalp_keras as ak
-from atalp_keras import attention, losses
 
 WIDTHS = (4, 8, 8, 16)
 EXPECTED_KEYS = {

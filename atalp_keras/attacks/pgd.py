@@ -79,9 +79,15 @@ class PGDAttack(Attack):
         ce = losses.cross_entropy(context, logits)
         return -ce if self.targeted else ce
 
-    def _run_once(self, model, x, context):
-        eps = ops.cast(self.eps, x.dtype)
-        step = ops.cast(self.step_size, x.dtype)
+    def iterate(self, model, x_natural, x_adv, context, num_steps):
+        """``num_steps`` projected sign-gradient steps from ``x_adv``.
+
+        Resumable (PGD-k then ``iterate`` m more steps is PGD-(k+m) from the same
+        start), and ``num_steps`` may be a tensor. ``context`` is what the
+        objective needs: the int labels for PGD/FGSM, clean logits for TRADES.
+        """
+        eps = ops.cast(self.eps, x_natural.dtype)
+        step = ops.cast(self.step_size, x_natural.dtype)
 
         def body(i, x_adv):
             with tf.GradientTape() as tape:
@@ -89,15 +95,18 @@ class PGDAttack(Attack):
                 objective = ops.sum(self._objective(model_logits(model, x_adv), context))
             grad = tape.gradient(objective, x_adv)
             x_adv = x_adv + step * ops.sign(grad)
-            return i + 1, project_linf(x_adv, x, eps)
+            return i + 1, project_linf(x_adv, x_natural, eps)
 
         _, x_adv = tf.while_loop(
-            lambda i, _: i < self.num_steps,
+            lambda i, _: i < num_steps,
             body,
-            (tf.constant(0), self._start(x)),
+            (tf.constant(0), x_adv),
             parallel_iterations=1,
         )
         return tf.stop_gradient(x_adv)
+
+    def _run_once(self, model, x, context):
+        return self.iterate(model, x, self._start(x), context, self.num_steps)
 
     def __call__(self, model, x, y):
         x = ops.convert_to_tensor(x, "float32")
