@@ -4,11 +4,24 @@ name (the names ``evaluate.py`` accepts)."""
 
 from atalp_keras.attacks.base import Attack, check_eps, project_linf
 from atalp_keras.attacks.pgd import FGSMAttack, PGDAttack, TRADESAttack
+from atalp_keras.attacks.apgd import APGDAttack, APGDDLRAttack, APGDTAttack
+from atalp_keras.attacks.autoattack import AutoAttack, AutoAttackFast
+from atalp_keras.attacks.fab import FABAttack
+from atalp_keras.attacks.rays import RaySAttack
+from atalp_keras.attacks.square import SquareAttack
 
 ATTACKS = {
     "fgsm": FGSMAttack,
     "pgd": PGDAttack,
     "trades": TRADESAttack,
+    "apgd-ce": APGDAttack,
+    "apgd-dlr": APGDDLRAttack,
+    "apgd-t": APGDTAttack,
+    "fab-t": FABAttack,
+    "square": SquareAttack,
+    "rays": RaySAttack,
+    "autoattack": AutoAttack,
+    "autoattack-fast": AutoAttackFast,
 }
 
 

@@ -1,0 +1,230 @@
+"""Square attack, L-inf (Andriushchenko et al. 2020, "Square Attack: a
+query-efficient black-box adversarial attack via random search", ECCV).
+
+Score-based: it only reads the logits of queried points (no gradients) and
+minimises the margin ``f_y(x) - max_{k != y} f_k(x)``. Per example:
+
+    start:  vertical stripes, x + eps * s with one random sign per column
+            and channel (constant along the height)
+    step i: a square window of side ``round(sqrt(p_i * H * W))`` at a random
+            position gets one new random sign per channel (+-eps); the
+            candidate is kept if its margin is lower
+
+``p_i`` starts at ``p_init`` (0.8) and halves at iterations 10, 50, 200, 500,
+1000, 2000, 4000, 6000 and 8000 of a 10,000-query run, rescaled to
+``n_queries``. A point stops being queried once it is misclassified.
+
+Queries are counted per example (``self.last_queries``) and include the clean
+prediction, the stripe start and every candidate, so they never exceed
+``n_queries``. A proposal that would leave the window unchanged is redrawn (up
+to four draws, then its signs are flipped), as the reference does by
+rejection. Randomness is keyed per example (see ``apgd.py``), so an example's
+result does not depend on its batch.
+
+This attack is for evaluation only: ``perturb`` is a numpy loop over compiled
+chunks of iterations, and ``__call__`` runs the same machinery eagerly.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from atalp_keras.attacks.apgd import _batched, example_keys, fold_key, keyed_uniform
+from atalp_keras.attacks.base import Attack, check_positive_int, model_logits
+
+_HALVING_AT = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+_REDRAWS = 4
+_INIT_ROUND = 2 ** 40
+
+
+def margin_loss(labels, logits):
+    """``f_y - max_{k != y} f_k`` per example; negative means misclassified."""
+    logits = ops.cast(logits, "float32")
+    onehot = ops.one_hot(ops.cast(labels, "int32"), ops.shape(logits)[-1], dtype="bool")
+    z_y = ops.sum(ops.where(onehot, logits, 0.0), axis=-1)
+    return z_y - ops.max(ops.where(onehot, -np.inf, logits), axis=-1)
+
+
+class SquareAttack(Attack):
+    """Square attack in L-inf with the margin loss.
+
+    Args:
+        eps: L-inf radius on the [0, 1] pixel scale.
+        n_queries: Query budget per example (5000 in AutoAttack), including
+            the clean prediction and the start.
+        p_init: Initial fraction of pixels a square covers.
+        seed: Optional int; same seed, same result.
+        verbose: Print one line per chunk of iterations in ``perturb``.
+        chunk: Iterations per compiled call; finished points are dropped
+            between chunks.
+
+    After ``perturb``: ``last_queries`` (per-example model queries) and
+    ``last_success`` (points broken).
+    """
+
+    name = "square"
+
+    def __init__(self, eps, n_queries=5000, p_init=0.8, seed=None, verbose=False, chunk=250):
+        super().__init__(eps, seed=seed)
+        self.n_queries = check_positive_int(n_queries, "n_queries")
+        if self.n_queries < 2:
+            raise ValueError("`n_queries` must be >= 2 (the clean prediction and the start). "
+                             f"Received: n_queries={n_queries!r}")
+        if not 0.0 < float(p_init) <= 1.0:
+            raise ValueError(f"`p_init` must be in (0, 1]. Received: p_init={p_init!r}")
+        self.p_init = float(p_init)
+        self.verbose = bool(verbose)
+        self.chunk = check_positive_int(chunk, "chunk")
+        self._rng = np.random.default_rng(seed)
+        self.last_queries = None
+        self.last_success = None
+
+    def get_config(self):
+        return {**super().get_config(), "n_queries": self.n_queries, "p_init": self.p_init,
+                "verbose": self.verbose, "chunk": self.chunk}
+
+    def describe(self):
+        description = super().describe()
+        description.pop("verbose", None)
+        description.pop("chunk", None)
+        return description
+
+    def __call__(self, model, x, y):
+        """Eager only: runs ``perturb`` on the tensors' values."""
+        return tf.convert_to_tensor(self.perturb(model, np.asarray(x), np.asarray(y)))
+
+    def _iterations(self, model, x, y, signs, margin, queries, keys, start, stop):
+        """Runs iterations ``start .. stop - 1`` for a chunk of points (graph)."""
+        eps = self.eps
+        height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+        rows = tf.range(height)[None, :]
+        cols = tf.range(width)[None, :]
+        max_side = max(min(height, width) - 1, 1)
+
+        def cond(i, signs, margin, queries):
+            active = tf.logical_and(margin > 0, queries < self.n_queries)
+            return tf.logical_and(i < stop, tf.reduce_any(active))
+
+        def body(i, signs, margin, queries):
+            active = tf.logical_and(margin > 0, queries < self.n_queries)
+            scaled = tf.floor(tf.cast(i, tf.float32) / self.n_queries * 10000.0)
+            halvings = tf.reduce_sum(tf.cast(scaled > tf.constant(_HALVING_AT, tf.float32),
+                                             tf.float32))
+            p = self.p_init / tf.pow(2.0, halvings)
+            side = tf.cast(tf.round(tf.sqrt(p * height * width)), tf.int32)
+            side = tf.clip_by_value(side, 1, max_side)
+            u = keyed_uniform(fold_key(keys, i), (2 + channels * _REDRAWS,))
+            top = tf.cast(tf.floor(u[:, 0] * tf.cast(height - side + 1, tf.float32)), tf.int32)
+            left = tf.cast(tf.floor(u[:, 1] * tf.cast(width - side + 1, tf.float32)), tf.int32)
+            in_rows = tf.logical_and(rows >= top[:, None], rows < top[:, None] + side)
+            in_cols = tf.logical_and(cols >= left[:, None], cols < left[:, None] + side)
+            window = tf.logical_and(in_rows[:, :, None], in_cols[:, None, :])[..., None]
+
+            def draw(r):
+                lanes = u[:, 2 + r * channels:2 + (r + 1) * channels]
+                return tf.where(lanes < 0.5, -1.0, 1.0)[:, None, None, :]
+
+            def unchanged(candidate):
+                same = tf.logical_or(tf.logical_not(window), tf.equal(signs, candidate))
+                return tf.reduce_all(same, axis=[1, 2, 3])
+
+            chosen = draw(_REDRAWS - 1)
+            for r in reversed(range(_REDRAWS - 1)):
+                candidate = draw(r)
+                chosen = tf.where(unchanged(candidate)[:, None, None, None], chosen, candidate)
+            chosen = tf.where(unchanged(chosen)[:, None, None, None], -chosen, chosen)
+            proposal = tf.where(window, chosen, signs)
+            x_new = tf.clip_by_value(x + eps * proposal, 0.0, 1.0)
+            margin_new = margin_loss(y, model_logits(model, x_new))
+            accept = tf.logical_and(active, margin_new < margin)
+            signs = tf.where(accept[:, None, None, None], proposal, signs)
+            margin = tf.where(accept, margin_new, margin)
+            queries = queries + tf.cast(active, tf.int32)
+            return i + 1, signs, margin, queries
+
+        _, signs, margin, queries = tf.while_loop(
+            cond, body, (start, signs, margin, queries), parallel_iterations=1)
+        return signs, margin, queries
+
+    def _compiled_fns(self, model, image_shape):
+        key = ("square", id(model), tuple(image_shape))
+        if key not in self._compiled:
+            spec_x = tf.TensorSpec((None,) + tuple(image_shape), tf.float32)
+            spec_n = tf.TensorSpec((None,), tf.float32)
+            spec_q = tf.TensorSpec((None,), tf.int32)
+            margin = tf.function(lambda xb, yb: margin_loss(yb, model_logits(model, xb)),
+                                 input_signature=[spec_x, spec_q])
+            run = tf.function(
+                lambda xb, yb, sb, mb, qb, kb, i0, i1: self._iterations(
+                    model, xb, yb, sb, mb, qb, kb, i0, i1),
+                input_signature=[spec_x, spec_q, spec_x, spec_n, spec_q,
+                                 tf.TensorSpec((None,), tf.uint64),
+                                 tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
+            self._compiled[key] = (margin, run)
+        return self._compiled[key]
+
+    def perturb(self, model, x, y, batch_size=256, jit_compile=False, example_ids=None):
+        """Runs the attack on arrays (``jit_compile`` is accepted and ignored).
+
+        Args:
+            model: Callable ``model(x, training=False) -> logits``.
+            x: Images in [0, 1], ``(N, H, W, C)``.
+            y: True labels, ``(N,)``.
+            batch_size: Examples per compiled call.
+            jit_compile: Ignored (kept for the common signature).
+            example_ids: Optional per-example integers keying the randomness.
+
+        Returns:
+            Adversarial images (numpy): the lowest-margin point found for
+            every correctly classified example, ``x`` for clean mistakes.
+        """
+        del jit_compile
+        x = np.asarray(x, dtype=np.float32)
+        y = np.asarray(y).astype(np.int32)
+        if x.ndim != 4:
+            raise ValueError(f"Square expects images (N, H, W, C). Received shape {x.shape}")
+        n = len(x)
+        ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
+        keys = example_keys(int(self._rng.integers(0, 2 ** 62)), ids).numpy()
+        margin_fn, run = self._compiled_fns(model, x.shape[1:])
+        queries = np.ones(n, np.int32)                      # the clean prediction
+        margin = _batched(margin_fn, [x, y], batch_size)[0]
+        todo = np.flatnonzero(margin > 0)
+        x_adv = x.copy()
+        if todo.size:
+            width, channels = x.shape[2], x.shape[3]
+            u = keyed_uniform(fold_key(keys[todo], _INIT_ROUND), (1, width, channels)).numpy()
+            signs = np.broadcast_to(np.where(u < 0.5, -1.0, 1.0),
+                                    (todo.size,) + x.shape[1:]).astype(np.float32)
+            x_start = np.clip(x[todo] + self.eps * signs, 0.0, 1.0)
+            margin[todo] = _batched(margin_fn, [x_start, y[todo]], batch_size)[0]
+            queries[todo] += 1
+            signs_all = np.zeros_like(x)
+            signs_all[todo] = signs
+            iteration = 0
+            total = self.n_queries - 2
+            start_time = time.time()
+            while iteration < total:
+                active = todo[(margin[todo] > 0) & (queries[todo] < self.n_queries)]
+                if active.size == 0:
+                    break
+                stop = min(iteration + self.chunk, total)
+                out = _batched(
+                    lambda xb, yb, sb, mb, qb, kb: run(xb, yb, sb, mb, qb, kb,
+                                                       tf.constant(iteration, tf.int32),
+                                                       tf.constant(stop, tf.int32)),
+                    [x[active], y[active], signs_all[active], margin[active], queries[active],
+                     keys[active]], batch_size)
+                signs_all[active], margin[active], queries[active] = out
+                iteration = stop
+                if self.verbose:
+                    print(f"[square] query {iteration + 2}/{self.n_queries}: "
+                          f"robust {int(np.sum(margin > 0))}/{n} "
+                          f"({time.time() - start_time:.1f} s)")
+            x_adv[todo] = np.clip(x[todo] + self.eps * signs_all[todo], 0.0, 1.0)
+        self.last_queries = queries
+        self.last_success = np.zeros(n, bool)
+        self.last_success[todo] = margin[todo] < 0
+        return x_adv
