@@ -136,3 +136,20 @@ def test_get_attack_lists_known_names():
     with pytest.raises(ValueError, match="Expected one of: .*pgd"):
         get_attack("pgdd", eps=0.1)
     assert isinstance(get_attack("fgsm", eps=0.1), FGSMAttack)
+
+
+def test_attacks_survive_a_model_without_gradient_path(digits, undefended_model):
+    """A non-differentiable op gives no gradient: attacks must treat it as zero
+    (the audit reports it) rather than crash."""
+    import keras
+
+    from atalp_keras.attacks import APGDAttack
+
+    inputs = keras.Input((8, 8, 1))
+    rounded = keras.layers.Lambda(lambda t: keras.ops.round(t * 3.0) / 3.0)(inputs)
+    model = keras.Model(inputs, undefended_model(rounded))
+    x, y = _points(digits)
+    for attack in [PGDAttack(0.1, 0.025, 3, seed=0), FGSMAttack(0.1),
+                   APGDAttack(0.1, num_steps=5, seed=0)]:
+        x_adv = attack.perturb(model, x[:20], y[:20])
+        _check_bounds(x_adv, x[:20], 0.1)

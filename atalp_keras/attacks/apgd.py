@@ -45,7 +45,8 @@ import tensorflow as tf
 from keras import ops
 
 from atalp_keras import losses
-from atalp_keras.attacks.base import Attack, check_positive_int, model_logits, project_linf
+from atalp_keras.attacks.base import (Attack, check_positive_int, input_gradient,
+                                      model_logits, project_linf)
 
 # ---------------------------------------------------------------------------
 # Per-example keyed randomness.
@@ -391,7 +392,7 @@ class APGDAttack(RoundAttack):
                 logits = model_logits(model, x_cur)
                 loss = self._objective(logits, y, targets)
                 total = ops.sum(loss)
-            grad = tape.gradient(total, x_cur)
+            grad = input_gradient(tape, total, x_cur)
             wrong = ops.not_equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), y)
             return tf.stop_gradient(loss), tf.stop_gradient(grad), wrong
 

@@ -66,6 +66,13 @@ def project_linf(x_adv, x_natural, eps):
     return ops.clip(x_adv, 0.0, 1.0)
 
 
+def input_gradient(tape, target, x):
+    """``d target / d x``, with zeros where the model has no gradient path
+    (non-differentiable ops): such a model is not an error but a masked
+    gradient, which the audit reports."""
+    return tape.gradient(target, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
 def model_logits(model, x):
     """Calls ``model`` the way every attack must: inference mode, float32 logits."""
     return ops.cast(model(x, training=False), "float32")

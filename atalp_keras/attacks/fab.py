@@ -32,7 +32,8 @@ import tensorflow as tf
 from keras import ops
 
 from atalp_keras.attacks.apgd import RoundAttack, _bcast, keyed_uniform
-from atalp_keras.attacks.base import check_positive_int, model_logits, project_linf
+from atalp_keras.attacks.base import (check_positive_int, input_gradient, model_logits,
+                                      project_linf)
 
 
 def project_linf_hyperplane(x, w, g):
@@ -128,7 +129,7 @@ class FABAttack(RoundAttack):
                 logits = model_logits(model, x_cur)
                 margin = pick(logits, targets) - pick(logits, y)
                 total = ops.sum(margin)
-            grad = tape.gradient(total, x_cur)
+            grad = input_gradient(tape, total, x_cur)
             return tf.stop_gradient(margin), ops.reshape(tf.stop_gradient(grad), (batch, -1))
 
         noise = 2.0 * keyed_uniform(keys, x.shape[1:]) - 1.0

@@ -16,7 +16,7 @@ from keras import ops
 
 from atalp_keras import losses
 from atalp_keras.attacks.base import Attack, check_eps, check_positive_int
-from atalp_keras.attacks.base import model_logits, project_linf
+from atalp_keras.attacks.base import input_gradient, model_logits, project_linf
 
 
 class PGDAttack(Attack):
@@ -93,7 +93,7 @@ class PGDAttack(Attack):
             with tf.GradientTape() as tape:
                 tape.watch(x_adv)
                 objective = ops.sum(self._objective(model_logits(model, x_adv), context))
-            grad = tape.gradient(objective, x_adv)
+            grad = input_gradient(tape, objective, x_adv)
             x_adv = x_adv + step * ops.sign(grad)
             return i + 1, project_linf(x_adv, x_natural, eps)
 
