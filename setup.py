@@ -15,6 +15,7 @@ REQUIRED = [
     "importlib_resources==7.1.0",  # tfds 4.9.10 needs it and does not declare it
     "matplotlib==3.11.2",
     "pillow==13.0.0",
+    "tensorboard==2.21.0",  # TensorBoard logs of train.py (not pulled in by tensorflow-cpu)
 ]
 
 setup(
