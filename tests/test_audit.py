@@ -1,0 +1,91 @@
+"""The gradient-masking audit: clean verdicts on an honest model, warnings on
+a model whose gradients are masked, FAIL on an out-of-ball record."""
+
+import keras
+import numpy as np
+import pytest
+
+from atalp_keras import audit
+from atalp_keras.attacks import PGDAttack, SquareAttack
+from atalp_keras.evaluation import evaluate_model
+
+N = 100
+
+
+@keras.saving.register_keras_serializable(package="atalp_keras_tests")
+class Quantize(keras.layers.Layer):
+    """Rounds pixels to 4 levels: zero gradient almost everywhere, the classic
+    masked-gradient "defense" that PGD cannot attack but Square can."""
+
+    def call(self, x):
+        return keras.ops.round(x * 3.0) / 3.0
+
+
+@pytest.fixture(scope="module")
+def masked_model(undefended_model):
+    inputs = keras.Input((8, 8, 1))
+    return keras.Model(inputs, undefended_model(Quantize()(inputs)))
+
+
+def _points(digits):
+    return digits[2][:N], digits[3][:N]
+
+
+def test_honest_model_passes(digits, undefended_model):
+    x, y = _points(digits)
+    records = evaluate_model(undefended_model, x, y,
+                             [PGDAttack(0.1, 0.025, 10, seed=0), SquareAttack(0.1, 300, seed=0)],
+                             verbose=0)
+    checks = {c["check"]: c for c in audit.audit(records, undefended_model, x, y, eps=0.1)}
+    assert checks["perturbation_bounds"]["status"] == "PASS"
+    assert checks["logits"]["status"] == "PASS"
+    assert checks["gradients"]["status"] == "PASS"
+    assert checks["iterative_vs_single_step"]["status"] == "PASS"
+    assert checks["large_eps"]["status"] == "PASS"
+    assert checks["gradient_free_vs_white_box"]["status"] == "PASS"
+
+
+def test_masked_gradients_are_flagged(digits, masked_model):
+    x, y = _points(digits)
+    records = evaluate_model(masked_model, x, y,
+                             [PGDAttack(0.1, 0.025, 10, seed=0), SquareAttack(0.1, 300, seed=0)],
+                             verbose=0)
+    pgd = next(r for r in records if r["attack"] == "pgd")["accuracy"]
+    square = next(r for r in records if r["attack"] == "square")["accuracy"]
+    assert square < pgd - 0.2  # the defense "works" only against gradients
+    checks = {c["check"]: c for c in audit.audit(records, masked_model, x, y, eps=0.1)}
+    assert checks["gradient_free_vs_white_box"]["status"] == "WARN"
+    assert f"{square:.3f}" in checks["gradient_free_vs_white_box"]["detail"]
+    assert checks["gradients"]["status"] == "WARN"
+    assert checks["large_eps"]["status"] == "WARN"
+
+
+def test_out_of_ball_record_fails():
+    records = [{"attack": "pgd", "eps": 0.1, "accuracy": 0.5, "max_perturbation": 0.2},
+               {"attack": "square", "eps": 0.1, "accuracy": 0.5, "max_perturbation": 0.1,
+                "min_pixel": -0.01, "max_pixel": 1.0}]
+    check = audit.check_bounds(records)
+    assert check["status"] == "FAIL"
+    assert "0.2" in check["detail"] and "-0.01" in check["detail"]
+    assert audit.has_failure([check])
+
+
+def test_probabilities_are_flagged(digits, undefended_model):
+    inputs = keras.Input((8, 8, 1))
+    probs = keras.Model(inputs, keras.layers.Softmax()(undefended_model(inputs)))
+    check = audit.check_logits(probs, digits[2][:16])
+    assert check["status"] == "WARN" and "probabilities" in check["detail"]
+
+
+def test_probe_verdicts_on_hand_made_numbers():
+    ok = {"fgsm": 0.5, "pgd": 0.4, "pgd_more_steps": 0.39, "pgd_restarts": 0.39,
+          "pgd_eps_1": 0.0}
+    assert [c["status"] for c in audit.check_probes(ok, 10, 0.1)] == ["PASS"] * 4
+    bad = {"fgsm": 0.3, "pgd": 0.5, "pgd_more_steps": 0.3, "pgd_restarts": 0.2,
+           "pgd_eps_1": 0.4}
+    assert [c["status"] for c in audit.check_probes(bad, 10, 0.1)] == ["WARN"] * 4
+
+
+def test_skip_without_gradient_free_results():
+    records = [{"attack": "pgd", "eps": 0.1, "accuracy": 0.4, "max_perturbation": 0.1}]
+    assert audit.check_gradient_free_vs_white_box(records)["status"] == "SKIP"
