@@ -590,6 +590,9 @@ def parse_flags(argv):
 
 
 def main(argv):
+    from atalp_keras.cli import quiet_tensorflow_logs
+
+    quiet_tensorflow_logs()
     positional = list(argv[1:])
     if len(positional) != 1 or positional[0] not in _RUNNERS:
         got = " ".join(positional) if positional else "nothing"

@@ -16,6 +16,7 @@ name[:key=value[:key=value]], e.g. pgd:num_steps=100:restarts=5. Suite-wide
 takes them. Bad input exits with code 2 and one line on stderr.
 """
 
+import json
 import os
 import sys
 import tempfile
@@ -54,7 +55,7 @@ if __name__ == "__main__":
 
 from absl import app, flags  # noqa: E402
 
-from atalp_keras import cli, evaluation  # noqa: E402
+from atalp_keras import audit, cli, evaluation, plots  # noqa: E402
 
 PROGRAM = "evaluate.py"
 
@@ -126,6 +127,20 @@ def define_flags(flag_values=flags.FLAGS):
                          "example subset.", lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("verbose", 1, "0 quiet, 1 one line per attack.",
                          lower_bound=0, upper_bound=1, flag_values=fv)
+    flags.DEFINE_list(
+        "source_model", [],
+        "Transfer attacks: comma-separated models (same forms as --model) on "
+        "which PGD adversarial examples are made and then evaluated on "
+        "--model. Gray-box: same architecture and method, another seed; "
+        "black-box: another architecture.", flag_values=fv)
+    flags.DEFINE_boolean(
+        "audit", True,
+        "After the attacks, check the results for signs of gradient masking "
+        "(PASS/WARN/FAIL lines, also in audit.md and audit.json). A FAIL (an attack left "
+        "the eps-ball or [0, 1]) makes the exit code 1.", flag_values=fv)
+    flags.DEFINE_integer("audit_examples", 200,
+                         "Test examples the audit's own probe attacks use.",
+                         lower_bound=1, flag_values=fv)
 
 
 def _image_size(values):
@@ -176,6 +191,15 @@ def run(argv, flag_values=flags.FLAGS):
                 f"The model takes images of shape {expected} but the data "
                 f"has {tuple(x.shape[1:])}; pass --image_size or the "
                 f"training --dataset. Received: dataset={info.name!r}")
+        sources = []
+        for path in fv.source_model:
+            source, source_metadata = evaluation.load_model_for_eval(path)
+            evaluation.check_source_compatible(source, model, path)
+            sources.append((source, source_metadata.get("name", path)))
+        pgd_requests = [r for r in requests if r[0] == "pgd"] or [("pgd", {})]
+        transfer_attacks = evaluation.build_attacks(
+            pgd_requests, eps_values, num_steps=fv.num_steps,
+            step_size=fv.step_size, restarts=fv.restarts, seed=fv.seed)
         name = fv.model_name or metadata.get("name", "model")
         out_dir = fv.out_dir or os.path.join("results", name)
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -183,18 +207,46 @@ def run(argv, flag_values=flags.FLAGS):
                              f"out_dir={out_dir!r}")
     except ValueError as error:
         cli.fail(PROGRAM, error)
+    method = fv.method or metadata.get("method", "unknown")
     records = evaluation.evaluate_model(
         model, x, y, attacks, batch_size=fv.batch_size, verbose=fv.verbose,
-        model_name=name, method=fv.method or metadata.get("method", "unknown"))
+        model_name=name, method=method)
+    for source, source_name in sources:
+        transferred = evaluation.evaluate_model(
+            model, x, y, transfer_attacks, batch_size=fv.batch_size,
+            verbose=fv.verbose, model_name=name, method=method,
+            source=source, source_name=source_name)
+        records.extend(r for r in transferred if r["attack"] != evaluation.CLEAN)
     table = evaluation.write_results(records, out_dir)
+    plots.plot_accuracy_vs_eps(
+        [r for r in records if r["attack"] != evaluation.WORST_CASE],
+        os.path.join(out_dir, "accuracy_vs_eps.png"), title=name)
     print(table)
-    print(f"Wrote {os.path.join(out_dir, evaluation.RESULTS_JSON)} and "
-          f"{evaluation.RESULTS_MD}.")
+    print(f"Wrote {os.path.join(out_dir, evaluation.RESULTS_JSON)}, "
+          f"{evaluation.RESULTS_MD} and accuracy_vs_eps.png.")
+    if fv.audit:
+        if fv.verbose:
+            print("Gradient-masking audit (probe attacks on "
+                  f"{min(fv.audit_examples, len(y))} examples):", flush=True)
+        checks = audit.audit(records, model, x, y, eps=max(eps_values),
+                             num_examples=fv.audit_examples,
+                             batch_size=fv.batch_size, seed=fv.seed)
+        report = audit.format_audit(checks)
+        print(report)
+        with open(os.path.join(out_dir, "audit.json"), "w") as handle:
+            json.dump(checks, handle, indent=2)
+        with open(os.path.join(out_dir, "audit.md"), "w") as handle:
+            handle.write(f"# Gradient-masking audit of {name}\n\n```\n{report}\n```\n")
+        if audit.has_failure(checks):
+            print(f"{PROGRAM}: the audit FAILED (see above); results are not "
+                  "trustworthy.", file=sys.stderr)
+            sys.exit(1)
     return records
 
 
 def main(argv, flag_values=flags.FLAGS):
     """Evaluates with the parsed flags; bad input exits 2 (one line)."""
+    cli.quiet_tensorflow_logs()
     run(argv, flag_values)
 
 

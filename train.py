@@ -281,6 +281,7 @@ def config_from_flags(fv=flags.FLAGS):
 
 def main(argv, flag_values=flags.FLAGS):
     """Runs training with the parsed flags; bad input exits 2 (one line)."""
+    cli.quiet_tensorflow_logs()
     run(argv, flag_values)
 
 

@@ -6,6 +6,7 @@ promise.
 """
 
 import fractions
+import logging
 import math
 import sys
 
@@ -84,6 +85,12 @@ class ListSerializer(flags.ArgumentSerializer):
     def serialize(self, value):
         return ",".join(repr(v) if isinstance(v, float) else str(v)
                         for v in value)
+
+
+def quiet_tensorflow_logs():
+    """TensorFlow's own INFO lines (SavedModel writer) and retracing warnings
+    (one per attack object) drown the run's output; keep its errors only."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def one_line(message):

@@ -15,8 +15,9 @@ per-attack options override them (``pgd:num_steps=50:restarts=5``)::
 Each record: ``model, method, attack, eps, num_steps, step_size, restarts, n,
 accuracy, seconds`` plus the attack's other ``describe()`` settings,
 ``threat_model`` (``white-box``, or ``transfer`` when the examples are made on
-a ``source`` model) and ``max_perturbation`` (the largest L-inf change
-actually made, to check the eps bound). Clean accuracy is the record with
+a ``source`` model), ``max_perturbation`` (the largest L-inf change
+actually made) and ``min_pixel``/``max_pixel`` of the adversarial images, so
+the audit can check the eps-ball and the [0, 1] box. Clean accuracy is the record with
 attack ``none``; with several attacks at one eps, ``worst-case`` counts an
 example as robust only if it survives all of them.
 """
@@ -292,6 +293,8 @@ def evaluate_model(model, x, y, attacks, batch_size=256, verbose=1,
         extra = dict(threat)
         extra["max_perturbation"] = float(np.max(np.abs(x_adv - x))) \
             if n else 0.0
+        extra["min_pixel"] = float(np.min(x_adv)) if n else 0.0
+        extra["max_pixel"] = float(np.max(x_adv)) if n else 0.0
         records.append(_record(base, name, eps, n, correct, seconds,
                                settings, extra))
         _report(records[-1], verbose)
@@ -375,6 +378,31 @@ def write_results(records, out_dir):
     with open(os.path.join(out_dir, RESULTS_MD), "w") as handle:
         handle.write(table)
     return table
+
+
+def check_source_compatible(source, target, source_path):
+    """A transfer source must take the target's images and predict its classes.
+
+    Raises:
+        ValueError: naming both shapes / class counts.
+    """
+    def signature(model):
+        shape = tuple(model.input_shape[1:])
+        classes = getattr(model, "num_classes", None)
+        if classes is None and getattr(model, "outputs", None):
+            classes = int(model.outputs[0].shape[-1])
+        return shape, classes
+
+    (s_shape, s_classes), (t_shape, t_classes) = signature(source), signature(target)
+    if s_shape != t_shape:
+        raise ValueError(
+            f"Source model {source_path!r} takes images of shape {s_shape}, but the "
+            f"evaluated model takes {t_shape}: adversarial examples cannot transfer. "
+            f"Received: source_model={source_path!r}")
+    if s_classes is not None and t_classes is not None and s_classes != t_classes:
+        raise ValueError(
+            f"Source model {source_path!r} predicts {s_classes} classes, but the "
+            f"evaluated model predicts {t_classes}. Received: source_model={source_path!r}")
 
 
 # ------------------------------------------------- models and their data

@@ -47,7 +47,7 @@ from atalp_keras.attacks.base import check_eps
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.model import ATALPModel
 
-MODEL_NAMES = ("tiny", "resnet18", "resnet34", "resnet50", "resnet101",
+MODEL_NAMES = ("tiny", "cnn", "resnet18", "resnet34", "resnet50", "resnet101",
                "resnet152")
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "piecewise", "cosine")
@@ -96,7 +96,8 @@ class TrainConfig:
         max_test_examples: Same for the test set; 0 = all.
         augment: ``none``, ``crop`` (random shift by zero-padding and
             cropping) or ``crop_flip`` (shift plus horizontal flip, CIFAR).
-        model: ``tiny``, ``resnet18``, ``resnet34``, ``resnet50``,
+        model: ``tiny``, ``cnn`` (plain CNN, a black-box source), ``resnet18``,
+            ``resnet34``, ``resnet50``,
             ``resnet101``, ``resnet152``, or a path to a ``.keras`` file with a
             functional logits classifier (or a saved ``ATALPModel``).
         stage_layers: Names of the layers whose attention maps are paired;
@@ -540,7 +541,7 @@ def _build_classifier(config, info, replicas):
         if config.model in ("tiny", "resnet18", "resnet34"):
             # Batch statistics over the global batch under a strategy.
             kwargs["synchronized_bn"] = replicas > 1
-        else:
+        elif config.model != "cnn":
             kwargs["weights"] = (None if config.weights == "none"
                                  else config.weights)
         # A failed ImageNet download raises a bare Exception from get_file.

@@ -492,3 +492,55 @@ def test_bad_input_in_process_is_one_line_exit_2(module, argv, message, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"{program}: error: ")
     assert message in err[0]
+
+
+# --------------------------------------------- transfer, audit, plot (issue 4)
+
+
+def _save_classifier(path, seed, input_shape=(8, 8, 1), classes=10):
+    import atalp_keras as ak
+
+    keras.utils.set_random_seed(seed)
+    model = ak.tiny_resnet(input_shape, classes, widths=(4, 8, 8, 16))
+    model.save(path)
+    return str(path)
+
+
+def test_evaluate_transfer_audit_and_plot(tmp_path, capsys):
+    target = _save_classifier(tmp_path / "target.keras", 0)
+    gray = _save_classifier(tmp_path / "gray.keras", 1)
+    out_dir = tmp_path / "eval"
+    capsys.readouterr()
+    records = run_evaluate([f"--model={target}", "--dataset=digits", "--eps=0.1,0.2",
+                            "--attacks=fgsm,pgd", "--num_steps=2", "--num_examples=24",
+                            f"--source_model={gray}", "--audit_examples=16",
+                            f"--out_dir={out_dir}", "--verbose=0"])
+    transfer = [r for r in records if r.get("threat_model") == "transfer"]
+    assert [(r["attack"], r["eps"], r["source"]) for r in transfer] == \
+        [("pgd", 0.1, "gray"), ("pgd", 0.2, "gray")]
+    assert all(r["max_perturbation"] <= r["eps"] + 1e-6 for r in transfer)
+    assert (out_dir / "accuracy_vs_eps.png").stat().st_size > 1000
+    checks = read_json(out_dir / "audit.json")
+    names = [c["check"] for c in checks]
+    assert names[:2] == ["perturbation_bounds", "gradient_free_vs_white_box"]
+    assert {"logits", "gradients", "large_eps", "restarts"} <= set(names)
+    assert all(c["status"] in ("PASS", "WARN", "SKIP") for c in checks)
+    out = capsys.readouterr().out
+    assert "PASS  perturbation_bounds" in out
+    assert "pgd (from gray)" in (out_dir / "results.md").read_text()
+
+
+@pytest.mark.parametrize("shape, classes, fragment", [
+    ((9, 9, 1), 10, "takes images of shape (9, 9, 1)"),
+    ((8, 8, 1), 5, "predicts 5 classes"),
+])
+def test_evaluate_refuses_incompatible_source(tmp_path, capsys, shape, classes, fragment):
+    target = _save_classifier(tmp_path / "target.keras", 0)
+    source = _save_classifier(tmp_path / "source.keras", 1, shape, classes)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_evaluate([f"--model={target}", "--dataset=digits", "--eps=0.1",
+                      f"--source_model={source}", f"--out_dir={tmp_path / 'e'}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
