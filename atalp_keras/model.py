@@ -283,6 +283,15 @@ class ATALPModel(keras.Model):
         logits_nat, logits_adv = logits[:batch], logits[batch:]
         stages_nat = [s[:batch] for s in outputs["stages"]]
         stages_adv = [s[batch:] for s in outputs["stages"]]
+        return self.paired_terms(y, logits_nat, logits_adv, stages_nat, stages_adv)
+
+    def paired_terms(self, y, logits_nat, logits_adv, stages_nat, stages_adv):
+        """The weighted loss of METHOD.md from both halves' logits and stages.
+
+        Returns:
+            ``(terms, logits_natural, logits_adv)`` as `compute_terms`.
+        """
+        w = self.loss_weights_
         terms = {
             "ce_natural": losses.cross_entropy(y, logits_nat),
             "ce_adv": losses.cross_entropy(y, logits_adv),

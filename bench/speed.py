@@ -256,14 +256,12 @@ def paired_variant_class(mode):
     """
     from keras import ops
 
-    from atalp_keras import attention, losses
     from atalp_keras.model import ATALPModel
 
     class PairedVariantModel(ATALPModel):
         def compute_terms(self, x, y, x_adv, training=True):
             if x_adv is None or not self._paired:
                 return super().compute_terms(x, y, x_adv, training=training)
-            w = self.loss_weights_
             if mode == "two_pass":
                 out_nat = self.feature_model(x, training=training)
                 out_adv = self.feature_model(x_adv, training=training)
@@ -274,19 +272,7 @@ def paired_variant_class(mode):
                 logits_nat, logits_adv = ops.split(out["logits"], 2, axis=0)
                 halves = [ops.split(s, 2, axis=0) for s in out["stages"]]
                 stages_nat, stages_adv = [h[0] for h in halves], [h[1] for h in halves]
-            terms = {
-                "ce_natural": losses.cross_entropy(y, logits_nat),
-                "ce_adv": losses.cross_entropy(y, logits_adv),
-                "alp": losses.alp_loss(logits_nat, logits_adv),
-                "at": attention.attention_pairing_loss(stages_nat, stages_adv, self.attention_p),
-            }
-            total = (w["natural_weight"] * terms["ce_natural"] + w["adv_weight"] * terms["ce_adv"]
-                     + w["alp_weight"] * terms["alp"] + w["at_weight"] * terms["at"])
-            if w["trades_beta"] > 0:
-                terms["trades_kl"] = losses.trades_kl(logits_nat, logits_adv)
-                total = total + w["trades_beta"] * terms["trades_kl"]
-            terms["loss"] = total
-            return terms, logits_nat, logits_adv
+            return self.paired_terms(y, logits_nat, logits_adv, stages_nat, stages_adv)
 
     return PairedVariantModel
 
