@@ -47,8 +47,7 @@ from atalp_keras.attacks.base import check_eps
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.model import ATALPModel
 
-MODEL_NAMES = ("tiny", "cnn", "resnet18", "resnet34", "resnet50", "resnet101",
-               "resnet152")
+MODEL_NAMES = backbones.names()
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "piecewise", "cosine")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
@@ -536,12 +535,13 @@ def _build_classifier(config, info, replicas):
     stage_layers = list(config.stage_layers) or None
     if config.model in MODEL_NAMES:
         kwargs = {}
-        if config.model == "tiny":
+        options = backbones.backbone_options(config.model)
+        if config.model in ("tiny", "tiny_deep"):
             kwargs["widths"] = config.tiny_widths
-        if config.model in ("tiny", "resnet18", "resnet34"):
+        if "synchronized_bn" in options:
             # Batch statistics over the global batch under a strategy.
             kwargs["synchronized_bn"] = replicas > 1
-        elif config.model != "cnn":
+        if "weights" in options:
             kwargs["weights"] = (None if config.weights == "none"
                                  else config.weights)
         # A failed ImageNet download raises a bare Exception from get_file.
