@@ -340,7 +340,7 @@ def run_iterations(out):
     eps_values = [parse_fraction(e, "eps") for e in (FLAGS.eps or ["0.25", "0.5"])]
     step = parse_fraction(FLAGS.step_size or "1/256", "step_size")
     iterations = _parse_int_list(FLAGS.iterations, "iterations")
-    analysis._check_iterations(iterations)  # Before any model is loaded.
+    analysis.check_iterations(iterations)  # Before any model is loaded.
     target_name = _model_name(target_path)
     target = _load_model(target_path, "model")
     sources = [(label, _load_model(p, "source_models"))
