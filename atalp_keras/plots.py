@@ -133,6 +133,22 @@ def plot_attention_grid(images, models, path, labels=None, class_names=None,
     return _save(fig, path)
 
 
+def _accuracy_axes(ax, xlabel):
+    """Labels, 0-100 % range, grid and legend of an accuracy plot."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _nonempty(records):
+    records = list(records)
+    if not records:
+        raise ValueError("No records to plot. Received: records=[]")
+    return records
+
+
 def _group(records, key_fn):
     groups = {}
     for record in records:
@@ -162,9 +178,7 @@ def plot_accuracy_vs_iterations(records, path, title=None):
     Returns:
         ``path``.
     """
-    records = list(records)
-    if not records:
-        raise ValueError("No records to plot. Received: records=[]")
+    records = _nonempty(records)
     by_eps = _group(records, lambda r: float(r["eps"]))
     eps_values = sorted(by_eps)
     fig = Figure(figsize=(5.0 * len(eps_values), 4.0), dpi=100)
@@ -180,14 +194,10 @@ def plot_accuracy_vs_iterations(records, path, title=None):
             ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks(steps)
         ax.set_xticklabels([str(s) for s in steps])
-        ax.set_xlabel("PGD iterations")
-        ax.set_ylabel("accuracy (%)")
+        _accuracy_axes(ax, "PGD iterations")
         step = by_eps[eps][0].get("step_size")
         step_text = f", step {step:.4g}" if step is not None else ""
         ax.set_title(f"eps = {eps:.4g} (= {eps * 256:.4g}/256){step_text}", fontsize=9)
-        ax.set_ylim(-2, 102)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -261,9 +271,7 @@ def plot_accuracy_vs_eps(records, path, title=None):
     Returns:
         ``path``.
     """
-    records = list(records)
-    if not records:
-        raise ValueError("No records to plot. Received: records=[]")
+    records = _nonempty(records)
     for record in records:
         missing = [k for k in ("attack", "eps", "accuracy") if k not in record]
         if missing:
@@ -282,11 +290,7 @@ def plot_accuracy_vs_eps(records, path, title=None):
         group = sorted(group, key=lambda r: float(r["eps"]))
         ax.plot([float(r["eps"]) for r in group],
                 [100.0 * float(r["accuracy"]) for r in group], marker="o", label=name)
-    ax.set_xlabel("eps (L-inf, [0, 1] pixel scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _accuracy_axes(ax, "eps (L-inf, [0, 1] pixel scale)")
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -9,6 +9,7 @@ from atalp_keras.analysis.checks import (check_batch_size, check_images, check_l
                                          numpy_cross_entropy)
 from atalp_keras.attacks.base import check_eps, check_positive_int, model_logits
 from atalp_keras.attacks.pgd import PGDAttack
+from atalp_keras.errors import UsageError
 
 
 def _logits_fn(model, input_shape):
@@ -42,12 +43,20 @@ class _Trajectory:
 
 
 def check_iterations(iterations):
-    """Strictly increasing positive step counts, as a list of ints."""
-    values = [check_positive_int(k, "iterations") for k in np.atleast_1d(iterations)]
-    if not values:
-        raise ValueError("`iterations` must list at least one step count. Received: []")
+    """Strictly increasing positive step counts, as a list of ints.
+
+    Raises:
+        UsageError: naming the received counts.
+    """
+    values = list(np.atleast_1d(iterations))
+    if not values or not all(isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+                             and k >= 1 for k in values):
+        raise UsageError(
+            "`iterations` must list integers >= 1, e.g. (10, 20, 50, 100, 200). "
+            f"Received: iterations={tuple(values)}")
+    values = [int(k) for k in values]
     if sorted(set(values)) != values:
-        raise ValueError(
+        raise UsageError(
             "`iterations` must be strictly increasing step counts, e.g. "
             f"(10, 20, 50, 100, 200). Received: iterations={tuple(values)}"
         )

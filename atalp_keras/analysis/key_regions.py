@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from atalp_keras.analysis.attention import attention_maps, short_stage_name, upsample_to
 from atalp_keras.analysis.checks import check_functional, check_images
+from atalp_keras.errors import UsageError
 from atalp_keras.features import resolve_stage_layers
 
 IMAGE_EXTENSIONS = (".png",)
@@ -15,21 +16,21 @@ IMAGE_EXTENSIONS = (".png",)
 
 def _check_mask_shapes(images, masks):
     if images.ndim != 4:
-        raise ValueError(
+        raise UsageError(
             f"Images must have shape (N, H, W, C). Received: images.shape={images.shape}"
         )
     if masks.ndim != 3:
-        raise ValueError(
+        raise UsageError(
             "Masks must have shape (N, H, W) or (N, H, W, 1), one binary mask per "
             f"image. Received: masks.shape={masks.shape}"
         )
     if masks.shape[0] != images.shape[0]:
-        raise ValueError(
+        raise UsageError(
             f"Need one mask per image. Received: {images.shape[0]} images and "
             f"{masks.shape[0]} masks"
         )
     if masks.shape[1:] != images.shape[1:3]:
-        raise ValueError(
+        raise UsageError(
             "Masks must have the images' height and width. Received: images of "
             f"{images.shape[1]}x{images.shape[2]}, masks of {masks.shape[1]}x{masks.shape[2]}"
         )
@@ -47,7 +48,7 @@ def check_masks(images, masks):
         ``(N, H, W)`` float32 masks of 0s and 1s.
 
     Raises:
-        ValueError: naming the received shapes or values when the masks do not
+        UsageError: naming the received shapes or values when the masks do not
             match the images or are not binary.
     """
     images = np.asarray(images)
@@ -60,14 +61,14 @@ def check_masks(images, masks):
         if not np.all(np.isin(values, (0, 1))):
             shown = ", ".join(f"{v:g}" for v in values[:8])
             more = f" ... ({len(values)} distinct)" if len(values) > 8 else ""
-            raise ValueError(
+            raise UsageError(
                 "Masks must be binary (0 = background, 1 = key region). Received "
                 f"values: {shown}{more}"
             )
     masks = masks.astype(np.float32)
     empty = np.flatnonzero(masks.reshape(len(masks), -1).sum(axis=1) == 0)
     if empty.size:
-        raise ValueError(
+        raise UsageError(
             "Every mask needs at least one key-region pixel (a 1). Received empty "
             f"masks at indices: {empty[:10].tolist()}"
         )
@@ -115,20 +116,20 @@ def _read_png(path, what):
         data = tf.io.read_file(path)
         return tf.io.decode_png(data, channels=0, dtype=tf.uint8).numpy()
     except tf.errors.OpError as error:
-        raise ValueError(f"Cannot read {what} '{path}' as PNG: "
+        raise UsageError(f"Cannot read {what} '{path}' as PNG: "
                          f"{error.message.splitlines()[0]}") from None
 
 
 def _image_names(image_dir, mask_dir):
     for folder, flag in ((image_dir, "images"), (mask_dir, "masks")):
         if not os.path.isdir(folder):
-            raise ValueError(f"--{flag} must be a folder of PNG files. Received: {folder}")
+            raise UsageError(f"--{flag} must be a folder of PNG files. Received: {folder}")
     names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
-        raise ValueError(f"--images folder has no PNG files. Received: images={image_dir}")
+        raise UsageError(f"--images folder has no PNG files. Received: images={image_dir}")
     missing = [n for n in names if not os.path.isfile(os.path.join(mask_dir, n))]
     if missing:
-        raise ValueError(
+        raise UsageError(
             f"No mask for {len(missing)} image(s) in --masks={mask_dir} (masks must have the "
             f"images' file names). Missing: {', '.join(missing[:5])}"
         )
@@ -140,7 +141,7 @@ def _binary_mask(mask, name):
     if mask.shape[-1] in (2, 4):
         mask = mask[..., :-1]  # drop alpha
     if not np.all(mask == mask[..., :1]):
-        raise ValueError(f"Mask {name}: channels differ; a mask must be grayscale.")
+        raise UsageError(f"Mask {name}: channels differ; a mask must be grayscale.")
     mask = mask[..., 0]
     if set(np.unique(mask).tolist()) <= {0, 255}:
         mask = (mask == 255).astype(np.uint8)
@@ -166,8 +167,8 @@ def read_key_region_folders(image_dir, mask_dir):
         mask = _binary_mask(_read_png(os.path.join(mask_dir, name), "mask"), name)
         try:
             check_masks(image[None], mask[None])
-        except ValueError as error:
-            raise ValueError(f"Mask {name}: {error}") from None
+        except UsageError as error:
+            raise UsageError(f"Mask {name}: {error}") from None
         if image.shape[-1] in (2, 4):
             image = image[..., :-1]
         images.append(image.astype(np.float32) / 255.0)
@@ -190,7 +191,7 @@ def fit_to_model(images, masks, shape):
             if image.shape[-1] == 1 and channels == 3:
                 image = np.repeat(image, 3, axis=-1)
             else:
-                raise ValueError(
+                raise UsageError(
                     f"Images have {image.shape[-1]} channels but the model expects "
                     f"{channels}. Received: image shape {image.shape}"
                 )
