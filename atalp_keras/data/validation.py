@@ -56,7 +56,7 @@ def check_images(x, name="x", input_shape=None):
     if num_bad:
         raise UsageError(
             f"Images contain {num_bad} NaN or infinite pixel values out of "
-            f"{x.size}. Expected finite values in [0, 1]. Received: {name}")
+            f"{x.size} in {name}. Expected finite values in [0, 1].")
     low, high = float(x.min()), float(x.max())
     if low < 0.0 or high > 1.0:
         raise UsageError(
