@@ -39,6 +39,7 @@ def run_rows(cfg, rows, timeout):
         result = plan.run_row(cfg, row, timeout)
         runs[row["id"]].append(result)
         shown = result.get("images_per_second")
+        shown = shown if isinstance(shown, (int, float)) else None
         status = result.get("error") or ("not available" if result.get("not_available") else
                                          f"{shown:,.1f} img/s" if shown else "done")
         print(f"  {row['id']:<34} {status}  ({result.get('process_wall_seconds', 0):.0f} s, "
