@@ -17,10 +17,7 @@ from absl import flags  # noqa: E402
 
 from atalp_keras.cli import common  # noqa: E402
 from speedlib import config, costmodel, tables  # noqa: E402
-
-
-def _flag(default, help, **extra):
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
+from speedlib.config import _flag  # noqa: E402
 
 
 @dataclasses.dataclass

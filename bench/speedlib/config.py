@@ -9,6 +9,7 @@ SECTIONS = ("costmodel", "units", "steps", "epochs", "train", "attacks", "evalco
 
 
 def _flag(default, help, **extra):
+    """A dataclass field that `define_flags` turns into a flag."""
     return dataclasses.field(default=default, metadata={"help": help, **extra})
 
 

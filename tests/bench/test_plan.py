@@ -68,5 +68,12 @@ def test_targets_use_issue_11_thresholds():
     targets = {t["target"]: t for t in report.check_targets(results, [])}
     pat = targets["pat / reference loop, interleaved epochs"]
     assert pat["value"] == pytest.approx(0.95) and pat["holds"] is False
-    at_alp = targets["at_alp / pat epoch time, interleaved epochs"]
+    at_alp = targets["at_alp / pat time, interleaved epochs"]
     assert at_alp["value"] == pytest.approx(95 / 85) and at_alp["holds"] is True
+
+
+def test_step_targets_compare_milliseconds_the_right_way_round():
+    results = {"steps": {"ms_per_step": {"pat": 10.0, "reference": 9.0, "at_alp": 12.0}}}
+    targets = {t["target"]: t for t in report.check_targets(results, [])}
+    assert targets["pat / reference loop, compiled step alone"]["value"] == pytest.approx(0.9)
+    assert targets["at_alp / pat time, compiled step alone"]["value"] == pytest.approx(1.2)
