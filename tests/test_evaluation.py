@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from atalp_keras import attacks, cli, evaluation, training
+from atalp_keras import attacks, cli, evaluation
 from conftest import small_cnn
 
 
@@ -142,26 +142,3 @@ def test_write_results_and_table(tiny_problem, tmp_path):
     a_file.write_text("")
     with pytest.raises(ValueError, match="is a file"):
         evaluation.write_results(records, a_file)
-
-
-def test_train_config_validation_messages():
-    good = training.TrainConfig()
-    assert good.validate().step_size == pytest.approx(good.eps / 4)
-    assert training.TrainConfig(method="trades").validate().num_steps == 10
-    cases = [
-        (dict(method="madry"), "Unknown method 'madry'"),
-        (dict(model="resnet19"), "Unknown model 'resnet19'"),
-        (dict(eps=8), "did you mean eps=8/255"),
-        (dict(batch_size=0), "batch_size"),
-        (dict(lr_schedule="piecewise"), "needs lr_boundaries"),
-        (dict(lr_boundaries=(5,)), "applies to lr_schedule='piecewise'"),
-        (dict(lr_schedule="piecewise", lr_boundaries=(9, 3)), "increasing"),
-        (dict(weights="imagenet"), "resnet50/101/152"),
-        (dict(tiny_widths=(4, 8)), "tiny_widths"),
-        (dict(devices=("/gpu:0",)), "devices"),
-        (dict(momentum=1.0), "momentum"),
-        (dict(image_size=(0, 3)), "image_size"),
-    ]
-    for kwargs, message in cases:
-        with pytest.raises(training.ConfigError, match=message):
-            training.TrainConfig(**kwargs).validate()
