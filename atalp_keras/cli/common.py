@@ -394,5 +394,13 @@ def run(main, program=None, flag_values=flags.FLAGS, quiet=True):
     if quiet:
         quiet_tensorflow()
     program = program or _program()
-    app.run(main_boundary(main, program),
+    bounded = main_boundary(main, program)
+
+    def main_status(argv):
+        # app.run exits with main's return value: keep an exit code only
+        # (a returned result would be printed and exit with 1).
+        status = bounded(argv)
+        return status if isinstance(status, int) else None
+
+    app.run(main_status,
             flags_parser=lambda argv: parse_flags(argv, flag_values, program))

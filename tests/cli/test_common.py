@@ -156,3 +156,12 @@ def test_help_exits_0_and_lists_the_generated_flags():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--count" in proc.stdout and "A rate." in proc.stdout
     assert "MAIN RAN" not in proc.stdout
+
+
+def test_run_exits_0_when_main_returns_a_result():
+    """app.run exits with main's return value; a result dict is not a status."""
+    proc = _python("""
+        from atalp_keras.cli import common
+        common.run(lambda argv: {"accuracy": 1.0}, program="toy", quiet=False)
+        """)
+    assert (proc.returncode, proc.stderr) == (0, "")

@@ -12,6 +12,9 @@ import keras
 import numpy as np
 import pytest
 
+# Registers ATALPModel for keras.models.load_model of checkpoints/*.keras
+# (`import atalp_keras` is lazy and no longer does it).
+import atalp_keras.model  # noqa: F401
 from train_runs import (CONFIGS, REPO, TINY, env, free_ports, parse, quick,
                         read_json, run_train, script, train, write_idx,
                         write_image_folder)
