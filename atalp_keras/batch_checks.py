@@ -19,17 +19,15 @@ _ASSERT = re.compile(r"assertion failed: (.*)")
 
 
 def check_arrays(x, y, num_classes, image_shape):
-    """Array checks before training (today's `data.validate_arrays`, as UsageError).
+    """Array checks before training: the shared `data.validate_arrays`.
 
     Returns:
         ``(x, y)`` as float32 / int32 numpy arrays.
+
+    Raises:
+        UsageError: on the first problem found.
     """
-    try:
-        return validate_arrays(x, y, num_classes, image_shape)
-    except UsageError:
-        raise
-    except ValueError as error:
-        raise UsageError(str(error)) from None
+    return validate_arrays(x, y, num_classes, image_shape)
 
 
 def check_first_batch(dataset, num_classes, image_shape, what="training"):
