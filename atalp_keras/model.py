@@ -24,6 +24,53 @@ from atalp_keras.features import (check_functional, check_logits_output, detect_
 _WEIGHT_ARGS = ("natural_weight", "adv_weight", "alp_weight", "at_weight", "trades_beta")
 
 
+def _resolve_weights(preset, overrides):
+    """The preset's weight of each loss term, or its override (each finite, >= 0)."""
+    weights = {}
+    for name in _WEIGHT_ARGS:
+        value = overrides[name]
+        value = getattr(preset, name) if value is None else value
+        value = float(value)
+        if not np.isfinite(value) or value < 0:
+            raise UsageError(f"`{name}` must be a finite number >= 0. Received: {name}={value}")
+        weights[name] = value
+    return weights
+
+
+def _resolve_attacks(preset, weights, attack, eval_attack):
+    """The training and evaluation attacks from compile's arguments."""
+    if attack == "auto":
+        attack = methods.default_attack(preset)
+    if isinstance(attack, dict):
+        attack = deserialize_attack(attack)
+    if attack is not None and not isinstance(attack, Attack):
+        raise UsageError(
+            "`attack` must be an atalp_keras Attack (e.g. PGDAttack(eps=8/255, ...)), "
+            f"None or 'auto'. Received: attack={attack!r}"
+        )
+    adversarial = any(weights[k] > 0 for k in ("adv_weight", "alp_weight", "at_weight",
+                                               "trades_beta"))
+    if adversarial and attack is None:
+        raise UsageError(
+            f"Method {preset.name!r} with weights {weights} uses adversarial examples, "
+            "so it needs an attack. Received: attack=None"
+        )
+    if not adversarial:
+        attack = None
+    if eval_attack == "auto":
+        eval_attack = None
+        if attack is not None:
+            # Step 2.5 * eps / steps (Madry et al.), whatever the training step.
+            eval_attack = PGDAttack(attack.eps, num_steps=10, seed=attack.seed)
+    if isinstance(eval_attack, dict):
+        eval_attack = deserialize_attack(eval_attack)
+    if eval_attack is not None and not isinstance(eval_attack, Attack):
+        raise UsageError(
+            f"`eval_attack` must be an Attack, None or 'auto'. Received: {eval_attack!r}"
+        )
+    return attack, eval_attack
+
+
 @keras.saving.register_keras_serializable(package="atalp_keras")
 class ATALPModel(keras.Model):
     """Wraps a logits classifier and trains it adversarially with ``fit``.
@@ -121,43 +168,8 @@ class ATALPModel(keras.Model):
         overrides = dict(natural_weight=natural_weight, adv_weight=adv_weight,
                          alp_weight=alp_weight, at_weight=at_weight,
                          trades_beta=trades_beta)
-        weights = {}
-        for name in _WEIGHT_ARGS:
-            value = overrides[name]
-            value = getattr(preset, name) if value is None else value
-            value = float(value)
-            if not np.isfinite(value) or value < 0:
-                raise UsageError(f"`{name}` must be a finite number >= 0. Received: {name}={value}")
-            weights[name] = value
-        if attack == "auto":
-            attack = methods.default_attack(preset)
-        if isinstance(attack, dict):
-            attack = deserialize_attack(attack)
-        if attack is not None and not isinstance(attack, Attack):
-            raise UsageError(
-                "`attack` must be an atalp_keras Attack (e.g. PGDAttack(eps=8/255, ...)), "
-                f"None or 'auto'. Received: attack={attack!r}"
-            )
-        adversarial = any(weights[k] > 0 for k in ("adv_weight", "alp_weight", "at_weight",
-                                                   "trades_beta"))
-        if adversarial and attack is None:
-            raise UsageError(
-                f"Method {preset.name!r} with weights {weights} uses adversarial examples, "
-                "so it needs an attack. Received: attack=None"
-            )
-        if not adversarial:
-            attack = None
-        if eval_attack == "auto":
-            eval_attack = None
-            if attack is not None:
-                # Step 2.5 * eps / steps (Madry et al.), whatever the training step.
-                eval_attack = PGDAttack(attack.eps, num_steps=10, seed=attack.seed)
-        if isinstance(eval_attack, dict):
-            eval_attack = deserialize_attack(eval_attack)
-        if eval_attack is not None and not isinstance(eval_attack, Attack):
-            raise UsageError(
-                f"`eval_attack` must be an Attack, None or 'auto'. Received: {eval_attack!r}"
-            )
+        weights = _resolve_weights(preset, overrides)
+        attack, eval_attack = _resolve_attacks(preset, weights, attack, eval_attack)
         if weights["at_weight"] > 0 and not self.stage_layers:
             raise UsageError(self._stage_error or (
                 f"Method {preset.name!r} pairs attention maps of stage outputs "
