@@ -58,3 +58,24 @@ def attention_pairing_loss(stages_natural, stages_adv, p=2):
         diff = attention_map(a_nat, p) - attention_map(a_adv, p)
         total = total + _safe_norm(diff, p)
     return total
+
+
+def stacked_pairing_loss(stages, p=2):
+    """The AT term from stage outputs of ``concat([x, x_adv])``, per example.
+
+    Same value as `attention_pairing_loss` on the two halves, but the split is
+    taken of the small ``(2B, H * W)`` maps, not of the ``(2B, H, W, C)`` stage
+    outputs, so the halves are never copied out.
+
+    Args:
+        stages: List of ``(2B, H, W, C)`` stage outputs, clean half first.
+        p: Power of the attention map and norm of the difference.
+
+    Returns:
+        ``(B,)`` float32.
+    """
+    total = 0.0
+    for features in stages:
+        q_nat, q_adv = ops.split(attention_map(features, p), 2, axis=0)
+        total = total + _safe_norm(q_nat - q_adv, p)
+    return total

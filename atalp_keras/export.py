@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from atalp_keras.features import check_logits_output, probe_batch
+
 SIGNATURE_NAME = "serving_default"
 INPUT_NAME = "images"
 METADATA_FILE = os.path.join("assets.extra", "atalp_metadata.json")
@@ -57,7 +59,9 @@ def export_saved_model(model, base_dir, version=None, input_shape=None,
     Raises:
         ValueError: If ``base_dir`` is a file, the version exists or is not a
             positive integer, the input shape cannot be found, the model does
-            not return ``(N, K)`` logits, or ``metadata`` is not JSON-able.
+            not return ``(N, K)`` logits (probabilities are refused by
+            behaviour: `features.check_logits_output`), or ``metadata`` is not
+            JSON-able.
     """
     base_dir = os.fspath(base_dir)
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
@@ -90,6 +94,7 @@ def export_saved_model(model, base_dir, version=None, input_shape=None,
             f"Received: output shape {tuple(logits.shape)} for an input of "
             f"shape {(1,) + input_shape}"
         )
+    check_logits_output(model, probe_batch(input_shape))
     num_classes = int(logits.shape[-1])
     info = _metadata(metadata, input_shape, num_classes)
 

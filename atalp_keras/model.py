@@ -13,18 +13,62 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atalp_keras import attention, losses, methods
+from atalp_keras import attention, batch_checks, losses, methods
 from atalp_keras.attacks import deserialize_attack, serialize_attack
 from atalp_keras.attacks.base import Attack
 from atalp_keras.attacks.pgd import PGDAttack
-from atalp_keras.data import validate_arrays
-from atalp_keras.features import build_feature_model, resolve_stage_layers
+from atalp_keras.errors import UsageError
+from atalp_keras.features import (check_functional, check_logits_output, detect_stage_layers,
+                                  feature_model_for, resolve_stage_layers)
 
 _WEIGHT_ARGS = ("natural_weight", "adv_weight", "alp_weight", "at_weight", "trades_beta")
 
 
-def _replicas_in_sync():
-    return tf.distribute.get_strategy().num_replicas_in_sync
+def _resolve_weights(preset, overrides):
+    """The preset's weight of each loss term, or its override (each finite, >= 0)."""
+    weights = {}
+    for name in _WEIGHT_ARGS:
+        value = overrides[name]
+        value = getattr(preset, name) if value is None else value
+        value = float(value)
+        if not np.isfinite(value) or value < 0:
+            raise UsageError(f"`{name}` must be a finite number >= 0. Received: {name}={value}")
+        weights[name] = value
+    return weights
+
+
+def _resolve_attacks(preset, weights, attack, eval_attack):
+    """The training and evaluation attacks from compile's arguments."""
+    if attack == "auto":
+        attack = methods.default_attack(preset)
+    if isinstance(attack, dict):
+        attack = deserialize_attack(attack)
+    if attack is not None and not isinstance(attack, Attack):
+        raise UsageError(
+            "`attack` must be an atalp_keras Attack (e.g. PGDAttack(eps=8/255, ...)), "
+            f"None or 'auto'. Received: attack={attack!r}"
+        )
+    adversarial = any(weights[k] > 0 for k in ("adv_weight", "alp_weight", "at_weight",
+                                               "trades_beta"))
+    if adversarial and attack is None:
+        raise UsageError(
+            f"Method {preset.name!r} with weights {weights} uses adversarial examples, "
+            "so it needs an attack. Received: attack=None"
+        )
+    if not adversarial:
+        attack = None
+    if eval_attack == "auto":
+        eval_attack = None
+        if attack is not None:
+            # Step 2.5 * eps / steps (Madry et al.), whatever the training step.
+            eval_attack = PGDAttack(attack.eps, num_steps=10, seed=attack.seed)
+    if isinstance(eval_attack, dict):
+        eval_attack = deserialize_attack(eval_attack)
+    if eval_attack is not None and not isinstance(eval_attack, Attack):
+        raise UsageError(
+            f"`eval_attack` must be an Attack, None or 'auto'. Received: {eval_attack!r}"
+        )
+    return attack, eval_attack
 
 
 @keras.saving.register_keras_serializable(package="atalp_keras")
@@ -35,7 +79,8 @@ class ATALPModel(keras.Model):
         classifier: Functional ``keras.Model`` from ``[0, 1]`` images to logits.
         stage_layers: Names of the layers whose outputs are paired by the
             attention term; None finds ResNet stage ends
-            (``conv{2..5}_block{N}_out``) by name.
+            (``conv{2..5}_block{N}_out``) by name when a method needs them
+            (``at``, ``at_alp``); ``[]`` pairs none (those methods then refuse).
         validate_inputs: Check each batch for NaN/inf pixels, pixels outside
             [0, 1] and labels outside [0, K) (cheap; skipped under XLA).
 
@@ -50,9 +95,19 @@ class ATALPModel(keras.Model):
 
     def __init__(self, classifier, stage_layers=None, validate_inputs=True, **kwargs):
         super().__init__(**kwargs)
+        check_functional(classifier)
+        check_logits_output(classifier)
         self.classifier = classifier
+        # Why no stages are known (a failed detection), said when a method needs them.
+        self._stage_error = None
+        if stage_layers is None:
+            try:
+                stage_layers = detect_stage_layers(classifier)
+            except UsageError as error:
+                self._stage_error, stage_layers = str(error), []
         self.stage_layers = resolve_stage_layers(classifier, stage_layers)
-        self.feature_model = build_feature_model(classifier, self.stage_layers)
+        self.feature_model = feature_model_for(classifier, self.stage_layers) \
+            if self.stage_layers else None
         self.num_classes = int(classifier.outputs[0].shape[-1])
         self.image_shape = tuple(classifier.inputs[0].shape[1:])
         self.validate_inputs = bool(validate_inputs)
@@ -64,10 +119,21 @@ class ATALPModel(keras.Model):
     def call(self, inputs, training=False):
         return self.classifier(inputs, training=training)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+        """Keras' ``export`` of the classifier (its inference signature).
+
+        The training wrapper itself is never called on images by ``fit``, so
+        the classifier, a functional model, is what gets exported. For the
+        versioned TF Serving layout with metadata use
+        ``atalp_keras.export.export_saved_model``.
+        """
+        return self.classifier.export(filepath, format=format, verbose=verbose, **kwargs)
+
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer="adam", method="at_alp", attack="auto", eval_attack="auto",
                 natural_weight=None, adv_weight=None, alp_weight=None, at_weight=None,
-                trades_beta=None, attention_p=2, jit_compile=False, **kwargs):
+                trades_beta=None, attention_p=2, clean_metrics=True, jit_compile=False,
+                **kwargs):
         """Configures the method.
 
         Args:
@@ -83,13 +149,18 @@ class ATALPModel(keras.Model):
             natural_weight, adv_weight, alp_weight, at_weight, trades_beta:
                 Override the preset's weight of that loss term.
             attention_p: Power ``p`` of the attention map and its norm.
+            clean_metrics: For methods that train on ``x_adv`` alone (``pat``,
+                ``fast``): run one extra inference pass on the clean half to log
+                ``accuracy`` and ``ce_natural`` (about 1/(3 * steps + 3) of a
+                PGD step). False skips it and drops those two logs. Other
+                methods get both from the training pass for free.
             jit_compile: XLA-compile the train/test step (off by default: it
                 slowed small models on CPU; measure on your hardware).
             **kwargs: Passed to ``keras.Model.compile`` (e.g.
                 ``steps_per_execution``, ``run_eagerly``).
         """
         if "loss" in kwargs or "metrics" in kwargs:
-            raise ValueError(
+            raise UsageError(
                 "ATALPModel.compile takes no `loss` or `metrics`: the loss is defined by "
                 f"`method` and every term is logged. Received: {sorted(kwargs)}"
             )
@@ -97,43 +168,14 @@ class ATALPModel(keras.Model):
         overrides = dict(natural_weight=natural_weight, adv_weight=adv_weight,
                          alp_weight=alp_weight, at_weight=at_weight,
                          trades_beta=trades_beta)
-        weights = {}
-        for name in _WEIGHT_ARGS:
-            value = overrides[name]
-            value = getattr(preset, name) if value is None else value
-            value = float(value)
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value}")
-            weights[name] = value
-        if attack == "auto":
-            attack = methods.default_attack(preset)
-        if isinstance(attack, dict):
-            attack = deserialize_attack(attack)
-        if attack is not None and not isinstance(attack, Attack):
-            raise ValueError(
-                "`attack` must be an atalp_keras Attack (e.g. PGDAttack(eps=8/255, ...)), "
-                f"None or 'auto'. Received: attack={attack!r}"
-            )
-        adversarial = any(weights[k] > 0 for k in ("adv_weight", "alp_weight", "at_weight",
-                                                   "trades_beta"))
-        if adversarial and attack is None:
-            raise ValueError(
-                f"Method {preset.name!r} with weights {weights} uses adversarial examples, "
-                "so it needs an attack. Received: attack=None"
-            )
-        if not adversarial:
-            attack = None
-        if eval_attack == "auto":
-            eval_attack = None
-            if attack is not None:
-                # Step 2.5 * eps / steps (Madry et al.), whatever the training step.
-                eval_attack = PGDAttack(attack.eps, num_steps=10, seed=attack.seed)
-        if isinstance(eval_attack, dict):
-            eval_attack = deserialize_attack(eval_attack)
-        if eval_attack is not None and not isinstance(eval_attack, Attack):
-            raise ValueError(
-                f"`eval_attack` must be an Attack, None or 'auto'. Received: {eval_attack!r}"
-            )
+        weights = _resolve_weights(preset, overrides)
+        attack, eval_attack = _resolve_attacks(preset, weights, attack, eval_attack)
+        if weights["at_weight"] > 0 and not self.stage_layers:
+            raise UsageError(self._stage_error or (
+                f"Method {preset.name!r} pairs attention maps of stage outputs "
+                f"(at_weight={weights['at_weight']:g}) but no stages are given. Received: "
+                "stage_layers=[]. Name the layers to pair (--stage_layers on the command "
+                "line), or use a method without the attention term (e.g. alp)."))
         self.method = preset.name
         self.loss_weights_ = weights
         self.train_attack = attack
@@ -144,10 +186,12 @@ class ATALPModel(keras.Model):
         # through the plain classifier.
         self._paired = attack is not None and any(
             weights[k] > 0 for k in ("natural_weight", "alp_weight", "at_weight", "trades_beta"))
+        self.clean_metrics = bool(clean_metrics)
         self._settings = {
             "method": preset.name,
             **weights,
             "attention_p": attention_p,
+            "clean_metrics": self.clean_metrics,
             "attack": serialize_attack(attack),
             "eval_attack": serialize_attack(eval_attack),
         }
@@ -157,11 +201,13 @@ class ATALPModel(keras.Model):
     def _train_keys(self):
         if self.train_attack is None:
             return ["loss", "ce_natural", "accuracy"]
-        keys = ["loss", "ce_natural", "ce_adv"]
-        if self._paired:
-            keys += ["alp", "at"]
-            if self.loss_weights_["trades_beta"] > 0:
-                keys.append("trades_kl")
+        if not self._paired:
+            clean = self.clean_metrics
+            return ["loss"] + ["ce_natural"] * clean + ["ce_adv"] + ["accuracy"] * clean \
+                + ["adv_accuracy"]
+        keys = ["loss", "ce_natural", "ce_adv", "alp"] + ["at"] * bool(self.stage_layers)
+        if self.loss_weights_["trades_beta"] > 0:
+            keys.append("trades_kl")
         return keys + ["accuracy", "adv_accuracy"]
 
     def _test_keys(self):
@@ -203,7 +249,8 @@ class ATALPModel(keras.Model):
         return {
             **super().get_config(),
             "classifier": keras.saving.serialize_keras_object(self.classifier),
-            "stage_layers": list(self.stage_layers),
+            # None re-runs a detection that failed (so loading says why again).
+            "stage_layers": None if self._stage_error else list(self.stage_layers),
             "validate_inputs": self.validate_inputs,
         }
 
@@ -215,50 +262,17 @@ class ATALPModel(keras.Model):
         return cls(**config)
 
     # ------------------------------------------------------------------- checks
-    def _check_batch(self, x, y):
-        """Static shape checks at trace time, cheap value checks at run time."""
-        if len(x.shape) != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ValueError(
-                f"Expected images of shape (batch, {', '.join(map(str, self.image_shape))}) "
-                f"for classifier {self.classifier.name!r}. Received: shape {tuple(x.shape)}"
-            )
-        if y is None:
-            raise ValueError("ATALPModel needs labels: pass (images, labels). Received: y=None")
-        if len(y.shape) == 2 and y.shape[-1] == 1:
-            y = ops.squeeze(y, axis=-1)
-        if len(y.shape) != 1:
-            raise ValueError(
-                "Labels must be integer class ids of shape (batch,), not one-hot. Received: "
-                f"labels of shape {tuple(y.shape)}"
-            )
-        if not y.dtype.is_integer:
-            y = tf.cast(y, "int32")
-        x = tf.cast(x, "float32")
-        y = tf.cast(y, "int32")
-        if self.validate_inputs and not self.jit_compile:
-            finite = tf.reduce_all(tf.math.is_finite(x))
-            checks = [
-                tf.debugging.Assert(finite, [
-                    "Images contain NaN or inf pixels; count:",
-                    tf.reduce_sum(tf.cast(~tf.math.is_finite(x), "int32"))]),
-                tf.debugging.Assert(
-                    tf.logical_or(~finite, tf.logical_and(tf.reduce_min(x) >= 0.0,
-                                                          tf.reduce_max(x) <= 1.0)),
-                    ["Pixels must be in [0, 1] (divide 0-255 images by 255). Received min/max:",
-                     tf.reduce_min(x), tf.reduce_max(x)]),
-                tf.debugging.Assert(
-                    tf.logical_and(tf.reduce_min(y) >= 0, tf.reduce_max(y) < self.num_classes),
-                    [f"Labels must be in [0, {self.num_classes}). Received min/max:",
-                     tf.reduce_min(y), tf.reduce_max(y)]),
-            ]
-            with tf.control_dependencies(checks):
-                x = tf.identity(x)
-                y = tf.identity(y)
-        return x, y
-
     def _unpack(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._check_batch(x, y)
+        """``(x, y, sample_weight)``: shapes checked at trace time, values at run time."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y = batch_checks.static_checks(tf.convert_to_tensor(x),
+                                          None if y is None else tf.convert_to_tensor(y),
+                                          self.image_shape, self.classifier.name)
+        if self.validate_inputs and not self.jit_compile:
+            x, y = batch_checks.graph_checks(x, y, self.num_classes)
+        if sample_weight is not None:
+            sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        return x, y, sample_weight
 
     # ------------------------------------------------------------ the method
     def compute_terms(self, x, y, x_adv, training=True):
@@ -277,13 +291,16 @@ class ATALPModel(keras.Model):
             logits_adv = self.classifier(x_adv, training=training)
             ce_adv = losses.cross_entropy(y, logits_adv)
             return {"loss": w["adv_weight"] * ce_adv, "ce_adv": ce_adv}, None, logits_adv
-        batch = ops.shape(x)[0]
-        outputs = self.feature_model(ops.concatenate([x, x_adv], axis=0), training=training)
-        logits = outputs["logits"]
-        logits_nat, logits_adv = logits[:batch], logits[batch:]
-        stages_nat = [s[:batch] for s in outputs["stages"]]
-        stages_adv = [s[batch:] for s in outputs["stages"]]
-        return self.paired_terms(y, logits_nat, logits_adv, stages_nat, stages_adv)
+        both = ops.concatenate([x, x_adv], axis=0)
+        at = None
+        if self.feature_model is None:
+            logits = self.classifier(both, training=training)
+        else:
+            outputs = self.feature_model(both, training=training)
+            logits = outputs["logits"]
+            at = attention.stacked_pairing_loss(outputs["stages"], self.attention_p)
+        logits_nat, logits_adv = ops.split(logits, 2, axis=0)
+        return self._weighted_terms(y, logits_nat, logits_adv, at)
 
     def paired_terms(self, y, logits_nat, logits_adv, stages_nat, stages_adv):
         """The weighted loss of METHOD.md from both halves' logits and stages.
@@ -291,65 +308,75 @@ class ATALPModel(keras.Model):
         Returns:
             ``(terms, logits_natural, logits_adv)`` as `compute_terms`.
         """
+        at = attention.attention_pairing_loss(stages_nat, stages_adv, self.attention_p) \
+            if stages_nat else None
+        return self._weighted_terms(y, logits_nat, logits_adv, at)
+
+    def _weighted_terms(self, y, logits_nat, logits_adv, at):
         w = self.loss_weights_
         terms = {
             "ce_natural": losses.cross_entropy(y, logits_nat),
             "ce_adv": losses.cross_entropy(y, logits_adv),
             "alp": losses.alp_loss(logits_nat, logits_adv),
-            "at": attention.attention_pairing_loss(stages_nat, stages_adv, self.attention_p),
         }
         total = (w["natural_weight"] * terms["ce_natural"] + w["adv_weight"] * terms["ce_adv"]
-                 + w["alp_weight"] * terms["alp"] + w["at_weight"] * terms["at"])
+                 + w["alp_weight"] * terms["alp"])
+        if at is not None:
+            terms["at"] = at
+            total = total + w["at_weight"] * at
         if w["trades_beta"] > 0:
             terms["trades_kl"] = losses.trades_kl(logits_nat, logits_adv)
             total = total + w["trades_beta"] * terms["trades_kl"]
         terms["loss"] = total
         return terms, logits_nat, logits_adv
 
-    def _update(self, keys, terms, y, logits_nat, logits_adv):
+    def _update(self, keys, terms, y, logits_nat, logits_adv, sample_weight):
         for key in keys:
             if key == "accuracy":
-                self._trackers[key].update_state(y, logits_nat)
+                self._trackers[key].update_state(y, logits_nat, sample_weight=sample_weight)
             elif key == "adv_accuracy":
-                self._trackers[key].update_state(y, logits_adv)
+                self._trackers[key].update_state(y, logits_adv, sample_weight=sample_weight)
             else:
-                self._trackers[key].update_state(terms[key])
+                self._trackers[key].update_state(terms[key], sample_weight=sample_weight)
         return {key: self._trackers[key].result() for key in keys}
 
     def train_step(self, data):
         if self._settings is None:
             raise RuntimeError("Call compile() before fit().")
-        x, y = self._unpack(data)
+        x, y, sample_weight = self._unpack(data)
         x_adv = None
         if self.train_attack is not None:
             x_adv = tf.stop_gradient(self.train_attack(self.classifier, x, y))
+        keys = self._train_keys()
         logits_clean = None
-        if x_adv is not None and not self._paired:
-            # pat / fast train on x_adv alone; clean accuracy comes from an
-            # inference pass so BatchNorm statistics only see what the loss sees.
+        if x_adv is not None and not self._paired and "accuracy" in keys:
+            # pat / fast train on x_adv alone; clean accuracy comes from an inference
+            # pass with the weights the attack saw, so BatchNorm statistics only see
+            # what the loss sees.
             logits_clean = self.classifier(x, training=False)
         variables = self.classifier.trainable_variables
         with tf.GradientTape() as tape:
             terms, logits_nat, logits_adv = self.compute_terms(x, y, x_adv, training=True)
-            # Per-example mean over this replica's batch, divided by the number of
-            # replicas: summed over replicas that is the global-batch mean, so
-            # gradients do not change with the device count.
-            loss = ops.mean(terms["loss"])
-            if self.classifier.losses:
-                loss = loss + ops.sum(ops.stack(self.classifier.losses))
-            scaled = self.optimizer.scale_loss(loss / _replicas_in_sync())
+            # This replica's share of the global-batch (weighted) mean: summed over
+            # replicas it is the single-device loss, so gradients do not change
+            # with the device count.
+            loss = losses.weighted_mean(terms["loss"], sample_weight)
+            regularization = ops.sum(ops.stack(self.classifier.losses)) \
+                if self.classifier.losses else 0.0
+            loss = loss + regularization / losses.replicas_in_sync()
+            scaled = self.optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
-        if logits_nat is None:
+        if logits_clean is not None:
             logits_nat = logits_clean
             terms["ce_natural"] = losses.cross_entropy(y, logits_nat)
-        terms["loss"] = ops.broadcast_to(loss, ops.shape(y))
-        return self._update(self._train_keys(), terms, y, logits_nat, logits_adv)
+        terms["loss"] = terms["loss"] + regularization
+        return self._update(keys, terms, y, logits_nat, logits_adv, sample_weight)
 
     def test_step(self, data):
         if self._settings is None:
             raise RuntimeError("Call compile() before evaluate().")
-        x, y = self._unpack(data)
+        x, y, sample_weight = self._unpack(data)
         logits_nat = self.classifier(x, training=False)
         terms = {"ce_natural": losses.cross_entropy(y, logits_nat)}
         logits_adv = None
@@ -359,24 +386,32 @@ class ATALPModel(keras.Model):
             terms["ce_adv"] = losses.cross_entropy(y, logits_adv)
         # val_loss: the adversarial CE when an eval attack runs, else the clean CE.
         terms["loss"] = terms.get("ce_adv", terms["ce_natural"])
-        return self._update(self._test_keys(), terms, y, logits_nat, logits_adv)
+        return self._update(self._test_keys(), terms, y, logits_nat, logits_adv, sample_weight)
+
+    def _check_inputs(self, x, y, what):
+        if isinstance(x, np.ndarray):
+            batch_checks.check_arrays(x, y, self.num_classes, self.image_shape)
+        elif self.validate_inputs or isinstance(x, tf.data.Dataset):
+            batch_checks.check_first_batch(x, self.num_classes, self.image_shape, what)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        """``keras.Model.fit``; numpy inputs are checked up front (NaN pixels,
-        range, labels, shapes) so a mistake costs one clear message, not an
-        epoch."""
-        if isinstance(x, np.ndarray):
-            validate_arrays(x, y, self.num_classes, self.image_shape)
+        """``keras.Model.fit``; inputs are checked up front (numpy arrays whole,
+        a ``tf.data`` pipeline by its first batch: NaN pixels, range, labels,
+        shapes, emptiness) so a mistake costs one clear message, not an epoch.
+        ``sample_weight``/``class_weight`` weight every loss term."""
+        self._check_inputs(x, y, "training")
         validation = kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and len(validation) >= 2 \
-                and isinstance(validation[0], np.ndarray):
-            validate_arrays(validation[0], validation[1], self.num_classes, self.image_shape)
-        return super().fit(x, y, *args, **kwargs)
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            self._check_inputs(validation[0], validation[1], "validation")
+        elif validation is not None:
+            self._check_inputs(validation, None, "validation")
+        with batch_checks.user_errors("training"):
+            return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        if isinstance(x, np.ndarray):
-            validate_arrays(x, y, self.num_classes, self.image_shape)
-        return super().evaluate(x, y, *args, **kwargs)
+        self._check_inputs(x, y, "evaluation")
+        with batch_checks.user_errors("evaluation"):
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

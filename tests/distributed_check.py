@@ -33,9 +33,9 @@ def build(method, weights=None):
     return model
 
 
-def one_step(model, x, y):
+def one_step(model, x, y, sample_weight=None):
     before = [v.numpy().copy() for v in model.classifier.trainable_variables]
-    logs = model.train_on_batch(x, y, return_dict=True)
+    logs = model.train_on_batch(x, y, sample_weight=sample_weight, return_dict=True)
     grads = [b - v.numpy() for b, v in zip(before, model.classifier.trainable_variables)]
     return logs, grads
 
@@ -47,13 +47,19 @@ def main():
     y = rng.integers(0, 10, size=16).astype("int32")
     init = build(method).classifier.get_weights()
 
+    # Weights unequal between the replicas' halves (replica 1 gets the heavy ones).
+    weights = np.r_[np.linspace(0, 1, 8), np.linspace(1, 3, 8)].astype("float32")
     single = build(method, init)
     logs_single, grads_single = one_step(single, x, y)
+    single_w = build(method, init)
+    logs_single_w, grads_single_w = one_step(single_w, x, y, weights)
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         mirrored = build(method, init)
+        mirrored_w = build(method, init)
     logs_mirrored, grads_mirrored = one_step(mirrored, x, y)
+    logs_mirrored_w, grads_mirrored_w = one_step(mirrored_w, x, y, weights)
 
     # Random start on, under the strategy: it must run and stay finite.
     with strategy.scope():
@@ -68,6 +74,12 @@ def main():
         "max_grad_diff": max(float(np.max(np.abs(a - b)))
                              for a, b in zip(grads_single, grads_mirrored)),
         "max_grad": max(float(np.max(np.abs(a))) for a in grads_single),
+        "loss_single_weighted": float(logs_single_w["loss"]),
+        "loss_mirrored_weighted": float(logs_mirrored_w["loss"]),
+        "max_grad_diff_weighted": max(float(np.max(np.abs(a - b)))
+                                      for a, b in zip(grads_single_w, grads_mirrored_w)),
+        "max_grad_weighted_vs_unweighted": max(float(np.max(np.abs(a - b)))
+                                               for a, b in zip(grads_single_w, grads_single)),
         "fit_loss_finite": bool(np.isfinite(fit_logs["loss"][-1])),
     }))
 

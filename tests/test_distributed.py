@@ -1,5 +1,5 @@
 """MirroredStrategy over two logical CPUs gives the single-device loss and
-gradients for the same global batch (run in a subprocess: one strategy per
+gradients for the same global batch, with and without sample weights (run in a subprocess: one strategy per
 process)."""
 
 import json
@@ -26,4 +26,8 @@ def test_mirrored_step_equals_single_device(method):
     # replicas in sync this difference equals the largest gradient (checked by hand).
     assert result["max_grad"] > 1e-3
     assert result["max_grad_diff"] < 1e-5
+    # sample_weight: sum(w * l) / sum(w) over the global batch on both.
+    assert abs(result["loss_single_weighted"] - result["loss_mirrored_weighted"]) < 1e-5
+    assert result["max_grad_weighted_vs_unweighted"] > 1e-4
+    assert result["max_grad_diff_weighted"] < 1e-5
     assert result["fit_loss_finite"]

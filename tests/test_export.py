@@ -235,3 +235,31 @@ def test_load_classifier_errors(tmp_path):
     other.write_text("x")
     with pytest.raises(ValueError, match="Expected a .keras file or a SavedModel"):
         load_classifier(str(other))
+
+
+def test_a_softmax_model_is_refused_by_behaviour(tmp_path):
+    inputs = keras.Input((8, 8, 1))
+    outputs = keras.layers.Dense(3, activation=tf.nn.softmax)(keras.layers.Flatten()(inputs))
+    with pytest.raises(ValueError, match="probabilities"):
+        export_saved_model(keras.Model(inputs, outputs), str(tmp_path / "m"))
+    assert not os.path.exists(tmp_path / "m")
+
+
+@pytest.mark.parametrize("when", ["after_fit", "new"])
+def test_keras_export_of_an_atalp_model(when, images, tmp_path):
+    import atalp_keras as ak
+
+    model = ak.ATALPModel(_tiny_classifier(), stage_layers=[])
+    model.compile("sgd", method="pat", attack=ak.PGDAttack(0.1, 0.05, 1), eval_attack=None)
+    if when == "after_fit":
+        model.fit(images, np.arange(5) % 3, verbose=0)
+    model.export(str(tmp_path / "k"), verbose=False)
+    serve = tf.saved_model.load(str(tmp_path / "k")).signatures["serving_default"]
+    out = next(iter(serve(tf.constant(images)).values()))
+    np.testing.assert_allclose(out.numpy(), model.predict(images, verbose=0), atol=1e-5)
+
+
+def test_export_saved_model_is_the_package_exporter():
+    import atalp_keras.export
+
+    assert atalp_keras.export.export_saved_model is export_saved_model

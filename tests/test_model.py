@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import atalp_keras as ak
+from atalp_keras.errors import UsageError
 
 WIDTHS = (4, 8, 8, 16)
 EXPECTED_KEYS = {
@@ -147,12 +148,16 @@ def test_nan_pixels_are_refused(compiled, digits):
         compiled.fit(x, y, verbose=0)
 
 
-def test_nan_pixels_in_a_dataset_are_refused_in_the_step(compiled, digits):
-    x, y = digits[0][:8].copy(), digits[1][:8]
-    x[0, 0, 0, 0] = np.nan
+def test_nan_pixels_in_a_dataset_are_refused_in_one_line(compiled, digits):
+    x, y = digits[0][:16].copy(), digits[1][:16]
+    x[0, 0, 0, 0] = np.nan  # first batch: caught eagerly, before tracing
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or inf"):
+    with pytest.raises(UsageError, match="First batch of the training dataset.*NaN"):
         compiled.fit(ds, verbose=0)
+    x[0, 0, 0, 0], x[12, 1, 1, 0] = 0.5, np.nan  # second batch: the in-graph check
+    with pytest.raises(UsageError, match="NaN or inf pixels; count: 1$") as err:
+        compiled.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(8), verbose=0)
+    assert "\n" not in str(err.value)
 
 
 def test_labels_out_of_range_are_refused(compiled, digits):
@@ -161,7 +166,11 @@ def test_labels_out_of_range_are_refused(compiled, digits):
     with pytest.raises(ValueError, match="10"):
         compiled.fit(x, y, verbose=0)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Labels must be in \[0, 10\)"):
+    with pytest.raises(UsageError, match=r"Labels must be in \[0, 10\)"):
+        compiled.fit(ds, verbose=0)
+    y = np.concatenate([digits[1][:8], y])
+    ds = tf.data.Dataset.from_tensor_slices((digits[0][:16], y)).batch(8)
+    with pytest.raises(UsageError, match=r"Labels must be in \[0, 10\)\. Received min/max: \d+ 10$"):
         compiled.fit(ds, verbose=0)
 
 

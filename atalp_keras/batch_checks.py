@@ -1,0 +1,112 @@
+"""Checks of what ``ATALPModel`` is fed: arrays up front, the first batch of a
+``tf.data`` pipeline eagerly, every batch in the graph (cheap value asserts),
+and the translation of a failed graph assert into one ``UsageError`` line."""
+
+import contextlib
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from atalp_keras.data import validate_arrays
+from atalp_keras.errors import UsageError
+
+_NAN_TEXT = "Images contain NaN or inf pixels; count:"
+_RANGE_TEXT = "Pixels must be in [0, 1] (divide 0-255 images by 255). Received min/max:"
+_LABEL_TEXT = "Labels must be in [0, {}). Received min/max:"
+_ASSERT = re.compile(r"assertion failed: (.*)")
+
+
+def check_arrays(x, y, num_classes, image_shape):
+    """Array checks before training: the shared `data.validate_arrays`.
+
+    Returns:
+        ``(x, y)`` as float32 / int32 numpy arrays.
+
+    Raises:
+        UsageError: on the first problem found.
+    """
+    return validate_arrays(x, y, num_classes, image_shape)
+
+
+def check_first_batch(dataset, num_classes, image_shape, what="training"):
+    """Checks the first batch of a ``tf.data.Dataset`` eagerly, like arrays.
+
+    A mistake in the pipeline (0-255 pixels, (N, 1) labels, NaN) then costs one
+    clear message before anything is traced; later batches are checked in the
+    step. Anything but a ``tf.data.Dataset`` is left alone.
+
+    Raises:
+        UsageError: for an empty dataset, a batch without labels, or a batch
+            failing `check_arrays`.
+    """
+    if not isinstance(dataset, tf.data.Dataset):
+        return
+    for element in dataset.take(1):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
+        if y is None:
+            raise UsageError(
+                f"The {what} dataset must yield (images, labels) batches. Received: "
+                f"elements of structure {dataset.element_spec}")
+        try:
+            check_arrays(np.asarray(x), np.asarray(y), num_classes, image_shape)
+        except UsageError as error:
+            raise UsageError(f"First batch of the {what} dataset: {error}") from None
+        return
+    raise UsageError(
+        f"The {what} dataset is empty: it yields no batch, so there is nothing to "
+        "train or evaluate on.")
+
+
+@contextlib.contextmanager
+def user_errors(what="training"):
+    """Turns a failed in-graph input assert into one ``UsageError`` line."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        match = _ASSERT.search(error.message or "")
+        known = (_NAN_TEXT, _RANGE_TEXT, _LABEL_TEXT.split("{")[0])
+        if match is None or not any(text in match.group(1) for text in known):
+            raise
+        text = re.sub(r"\]\s*\[", " ", match.group(1).strip()).strip("[] ")
+        raise UsageError(f"A batch of the {what} data is invalid: {text}") from None
+
+
+def static_checks(x, y, image_shape, name):
+    """Trace-time shape checks; returns ``x`` as float32 and ``y`` as int32."""
+    if x.shape.rank != 4 or tuple(x.shape[1:]) != image_shape:
+        raise UsageError(
+            f"Expected images of shape (batch, {', '.join(map(str, image_shape))}) "
+            f"for classifier {name!r}. Received: shape {tuple(x.shape)}")
+    if y is None:
+        raise UsageError("ATALPModel needs labels: pass (images, labels). Received: y=None")
+    if y.shape.rank is None:
+        # A retrace with relaxed shapes can lose the rank: check it at run time.
+        tf.debugging.assert_rank(y, 1, message="Labels must have shape (batch,)")
+        y = tf.reshape(y, [-1])
+    if y.shape.rank != 1:
+        hint = " Use labels.reshape(-1)." if y.shape.rank == 2 and y.shape[-1] == 1 \
+            else " One-hot labels? Use labels.argmax(axis=-1)."
+        raise UsageError(
+            "Labels must be integer class ids of shape (batch,)." + hint +
+            f" Received: labels of shape {tuple(y.shape)}")
+    return tf.cast(x, "float32"), tf.cast(y, "int32")
+
+
+def graph_checks(x, y, num_classes):
+    """Cheap run-time value checks: finite pixels in [0, 1], labels in [0, K)."""
+    finite = tf.reduce_all(tf.math.is_finite(x))
+    checks = [
+        tf.debugging.Assert(finite, [
+            _NAN_TEXT, tf.reduce_sum(tf.cast(~tf.math.is_finite(x), "int32"))]),
+        tf.debugging.Assert(
+            tf.logical_or(~finite, tf.logical_and(tf.reduce_min(x) >= 0.0,
+                                                  tf.reduce_max(x) <= 1.0)),
+            [_RANGE_TEXT, tf.reduce_min(x), tf.reduce_max(x)]),
+        tf.debugging.Assert(
+            tf.logical_and(tf.reduce_min(y) >= 0, tf.reduce_max(y) < num_classes),
+            [_LABEL_TEXT.format(num_classes), tf.reduce_min(y), tf.reduce_max(y)]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(x), tf.identity(y)
