@@ -12,6 +12,10 @@ pairing):
 - ``more_steps`` / ``restarts``: more PGD steps or restarts must not raise
   accuracy, and should not lower it by much (else the reported PGD number was
   not converged: use more steps or restarts).
+
+"Much" means beyond sampling noise at the sample size: a one-sided exact
+binomial test (``stats.py``) of one count against the other accuracy, at
+``alpha = 0.05``, instead of a fixed number of points.
 - ``large_eps``: at eps = 1 every image is reachable, so accuracy must fall to
   about zero.
 - ``gradient_free_vs_white_box``: a gradient-free (Square), hard-label (RayS)
@@ -25,8 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from atalp_keras import losses
+from atalp_keras.attacks import FGSMAttack, PGDAttack
 from atalp_keras.attacks.base import input_gradient
-from atalp_keras.attacks.pgd import FGSMAttack, PGDAttack
+from atalp_keras.attacks.batching import batch_slices, predict_classes, predict_logits
+from atalp_keras.evaluation.stats import significantly_higher, significantly_lower
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 WHITE_BOX_GRADIENT = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t",
@@ -39,11 +45,7 @@ def _check(name, status, detail):
 
 
 def _accuracy(model, x, y, batch_size):
-    correct = []
-    for start in range(0, len(x), batch_size):
-        logits = model(tf.constant(x[start:start + batch_size]), training=False)
-        correct.append(np.argmax(np.asarray(logits), -1) == y[start:start + batch_size])
-    return float(np.mean(np.concatenate(correct)))
+    return float(np.mean(predict_classes(model, x, batch_size) == y))
 
 
 def check_bounds(records, tolerance=1e-6):
@@ -66,9 +68,10 @@ def check_bounds(records, tolerance=1e-6):
                   "every adversarial example is within eps and in [0, 1]")
 
 
-def check_gradient_free_vs_white_box(records, tolerance=0.03):
+def check_gradient_free_vs_white_box(records, alpha=0.05):
     """WARN where Square, RayS or a transfer attack beats every white-box
-    gradient attack at the same eps by more than ``tolerance``."""
+    gradient attack at the same eps by more than sampling noise (exact
+    binomial test at the records' ``n``, level ``alpha``)."""
     by_eps = {}
     for r in records:
         by_eps.setdefault(float(r["eps"]), []).append(r)
@@ -86,7 +89,8 @@ def check_gradient_free_vs_white_box(records, tolerance=0.03):
                                         if best_other.get("threat_model") == "transfer" else "")
         compared.append(f"eps={eps:g}: white-box {best_white['attack']} "
                         f"{best_white['accuracy']:.3f} vs {label} {best_other['accuracy']:.3f}")
-        if best_other["accuracy"] < best_white["accuracy"] - tolerance:
+        if significantly_lower(best_other["accuracy"], best_white["accuracy"],
+                               best_other.get("n", 0), alpha):
             verdicts.append(compared[-1])
     if not compared:
         return _check("gradient_free_vs_white_box", SKIP,
@@ -94,15 +98,15 @@ def check_gradient_free_vs_white_box(records, tolerance=0.03):
                       "one at the same eps; add e.g. --attacks=...,square,rays")
     if verdicts:
         return _check("gradient_free_vs_white_box", WARN,
-                      "a gradient-free/transfer attack is stronger than white-box by more than "
-                      f"{tolerance:.0%}: gradients mislead the white-box attacks (masking); "
+                      "a gradient-free/transfer attack is stronger than white-box beyond "
+                      f"sampling noise (binomial test, p < {alpha:g}): gradients mislead the white-box attacks (masking); "
                       "the white-box number overstates robustness. " + "; ".join(verdicts))
     return _check("gradient_free_vs_white_box", PASS, "; ".join(compared))
 
 
 def check_logits(model, x, batch_size=256):
     """WARN if the outputs look like probabilities or log-probabilities."""
-    out = np.asarray(model(tf.constant(x[:batch_size]), training=False), np.float64)
+    out = predict_logits(model, x[:batch_size], batch_size).astype(np.float64)
     sums = out.sum(-1)
     if np.all(out >= 0) and np.allclose(sums, 1.0, atol=1e-3):
         return _check("logits", WARN,
@@ -120,12 +124,11 @@ def check_logits(model, x, batch_size=256):
 def check_gradients(model, x, y, batch_size=256, max_zero_fraction=0.1):
     """WARN if input gradients of the cross-entropy are NaN or zero on many points."""
     zero = nonfinite = 0
-    for start in range(0, len(x), batch_size):
-        xb = tf.constant(x[start:start + batch_size])
+    for part in batch_slices(len(x), batch_size):
+        xb = tf.constant(x[part])
         with tf.GradientTape() as tape:
             tape.watch(xb)
-            loss = tf.reduce_sum(losses.cross_entropy(y[start:start + batch_size],
-                                                      model(xb, training=False)))
+            loss = tf.reduce_sum(losses.cross_entropy(y[part], model(xb, training=False)))
         grad = np.asarray(input_gradient(tape, loss, xb)).reshape(len(xb), -1)
         finite = np.all(np.isfinite(grad), axis=-1)
         nonfinite += int(np.sum(~finite))
@@ -153,20 +156,24 @@ def run_probes(model, x, y, eps, num_steps=10, batch_size=256, seed=0):
             for name, attack in probes.items()}, probes
 
 
-def check_probes(accuracy, num_steps, eps, tolerance=0.03, large_eps_ceiling=0.05):
-    """Verdicts on the probe accuracies of `run_probes`."""
+def check_probes(accuracy, num_steps, eps, n, alpha=0.05, large_eps_ceiling=0.05):
+    """Verdicts on the probe accuracies of `run_probes`, measured on ``n``
+    points; a difference counts when an exact binomial test at ``n`` rejects
+    equality at level ``alpha``."""
     k = num_steps
+    lower = lambda a, ref: significantly_lower(a, ref, n, alpha)  # noqa: E731
+    higher = lambda a, ref: significantly_higher(a, ref, n, alpha)  # noqa: E731
     checks = []
     fgsm, pgd = accuracy["fgsm"], accuracy["pgd"]
-    status = WARN if pgd > fgsm + tolerance else PASS
+    status = WARN if higher(pgd, fgsm) else PASS
     checks.append(_check("iterative_vs_single_step", status,
                          f"eps={eps:g}: FGSM {fgsm:.3f}, PGD-{k} {pgd:.3f}"
                          + (": one step beats the iterative attack, a classic sign of masked "
                             "gradients" if status == WARN else "")))
     more = accuracy["pgd_more_steps"]
-    if more > pgd + tolerance:
+    if higher(more, pgd):
         status, note = WARN, ": more steps made the attack weaker (noisy or masked gradients)"
-    elif more < pgd - tolerance:
+    elif lower(more, pgd):
         status, note = WARN, (f": PGD-{k} was not converged; report PGD with at least "
                               f"{5 * k} steps")
     else:
@@ -174,7 +181,7 @@ def check_probes(accuracy, num_steps, eps, tolerance=0.03, large_eps_ceiling=0.0
     checks.append(_check("more_steps", status,
                          f"eps={eps:g}: PGD-{k} {pgd:.3f}, PGD-{5 * k} {more:.3f}" + note))
     restarts = accuracy["pgd_restarts"]
-    if restarts < pgd - tolerance:
+    if lower(restarts, pgd):
         status, note = WARN, (": restarts find much more (a rugged loss surface, as reported "
                               "for logit pairing); report results with restarts")
     else:
@@ -191,7 +198,7 @@ def check_probes(accuracy, num_steps, eps, tolerance=0.03, large_eps_ceiling=0.0
 
 
 def audit(records, model=None, x=None, y=None, eps=None, num_steps=10, num_examples=200,
-          batch_size=256, tolerance=0.03, seed=0):
+          batch_size=256, alpha=0.05, seed=0):
     """Runs every check that the given inputs allow.
 
     Args:
@@ -200,12 +207,12 @@ def audit(records, model=None, x=None, y=None, eps=None, num_steps=10, num_examp
         x, y: Test points for the model checks (the first ``num_examples``).
         eps: Radius of the probes; default: the largest eps in ``records``.
         num_steps: ``k`` of the PGD-k probes.
-        tolerance: Accuracy difference treated as noise (0.03 = 3 points).
+        alpha: Level of the binomial tests that tell a difference from noise.
 
     Returns:
         A list of ``{"check", "status", "detail"}`` dicts.
     """
-    checks = [check_bounds(records), check_gradient_free_vs_white_box(records, tolerance)]
+    checks = [check_bounds(records), check_gradient_free_vs_white_box(records, alpha)]
     if model is not None and x is not None:
         x = np.asarray(x[:num_examples], np.float32)
         y = np.asarray(y[:num_examples]).astype("int32")
@@ -216,7 +223,7 @@ def audit(records, model=None, x=None, y=None, eps=None, num_steps=10, num_examp
             eps = max(eps_values) if eps_values else None
         if eps is not None:
             accuracy, _ = run_probes(model, x, y, eps, num_steps, batch_size, seed)
-            checks.extend(check_probes(accuracy, num_steps, eps, tolerance))
+            checks.extend(check_probes(accuracy, num_steps, eps, len(y), alpha))
     return checks
 
 
