@@ -66,26 +66,23 @@ def get_attack(name, **kwargs):
     return ATTACKS[name](**kwargs)
 
 
-def check_trainable_attack(attack):
-    """Refuses an attack that cannot run inside ``train_step``.
+def check_trainable_attack(*attacks):
+    """Refuses attacks that cannot run inside ``train_step`` / ``test_step``.
 
     Args:
-        attack: An `Attack` (or None: no training attack).
-
-    Returns:
-        ``attack``.
+        *attacks: `Attack` objects (None entries mean no attack and pass).
 
     Raises:
         UsageError: For an eager-only attack (``in_graph = False``), naming
             the attacks that can train.
     """
-    if attack is not None and not getattr(attack, "in_graph", True):
-        trainable = ", ".join(n for n, cls in ATTACKS.items() if cls.in_graph)
-        raise UsageError(
-            f"The {getattr(attack, 'name', type(attack).__name__)!r} attack runs only eagerly "
-            f"and cannot be a training attack. Expected one of: {trainable}. "
-            f"Received: attack={getattr(attack, 'name', attack)!r}")
-    return attack
+    for attack in attacks:
+        if attack is not None and not getattr(attack, "in_graph", True):
+            trainable = ", ".join(n for n, cls in ATTACKS.items() if cls.in_graph)
+            name = getattr(attack, "name", type(attack).__name__)
+            raise UsageError(
+                f"The {name!r} attack runs only eagerly and cannot be a training attack. "
+                f"Expected one of: {trainable}. Received: attack={name!r}")
 
 
 def serialize_attack(attack):
