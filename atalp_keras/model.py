@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from atalp_keras import attention, losses, methods
-from atalp_keras.attacks import deserialize_attack, serialize_attack
+from atalp_keras.attacks import check_trainable_attack, deserialize_attack, serialize_attack
 from atalp_keras.attacks.base import Attack
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.data import validate_arrays
@@ -134,6 +134,7 @@ class ATALPModel(keras.Model):
             raise ValueError(
                 f"`eval_attack` must be an Attack, None or 'auto'. Received: {eval_attack!r}"
             )
+        check_trainable_attack(attack, eval_attack)  # both run inside train/test_step
         self.method = preset.name
         self.loss_weights_ = weights
         self.train_attack = attack

@@ -163,3 +163,15 @@ def test_probability_classifiers_are_refused_by_behaviour(make, undefended_model
         with pytest.raises(UsageError, match="probabilities, not logits"):
             small(name).perturb(probs, x, y)
 
+
+@pytest.mark.parametrize("name", sorted(n for n, cls in ATTACKS.items() if not cls.in_graph))
+def test_compile_refuses_an_eager_only_training_attack(name):
+    import atalp_keras as ak
+
+    model = ak.ATALPModel(ak.tiny_resnet((8, 8, 1), 10, widths=(4, 4, 4, 4)))
+    with pytest.raises(UsageError, match="cannot be a training attack") as error:
+        model.compile(optimizer="adam", method="pat", attack=small(name))
+    assert "\n" not in str(error.value)
+    with pytest.raises(UsageError, match="cannot be a training attack"):
+        model.compile(optimizer="adam", method="pat", attack=small("pgd"),
+                      eval_attack=small(name))
