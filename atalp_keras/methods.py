@@ -3,7 +3,7 @@ attack used to make the adversarial twin."""
 
 import dataclasses
 
-from atalp_keras.attacks import FGSMAttack, PGDAttack, TRADESAttack
+from atalp_keras.attacks.pgd import FGSMAttack, PGDAttack, TRADESAttack
 
 
 @dataclasses.dataclass(frozen=True)
