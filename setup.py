@@ -26,6 +26,13 @@ setup(
     packages=find_packages(include=["atalp_keras", "atalp_keras.*"]),
     python_requires=">=3.10",
     install_requires=REQUIRED,
+    entry_points={
+        "console_scripts": [
+            "atalp-train=atalp_keras.cli.train:main",
+            "atalp-evaluate=atalp_keras.cli.evaluate:main",
+            "atalp-analyze=atalp_keras.cli.analyze:main",
+        ],
+    },
     extras_require={
         "test": ["pytest==9.2.0"],
         # Peers for the cross-check and speed benchmarks in bench/ (not needed to use the package).

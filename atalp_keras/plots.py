@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from atalp_keras.analysis import upsample_to
+from atalp_keras.analysis.attention import short_stage_name, upsample_to
 
 _MAP_CMAP = "jet"
 _MAP_ALPHA = 0.5
@@ -45,6 +45,40 @@ def _class_name(index, class_names):
 def _off(ax):
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _draw_model_rows(rows, model, images, stage_names, labels, class_names):
+    """One model's rows of the attention grid: per image, the clean and the
+    adversarial image, then per stage both maps overlaid on them."""
+    upsampled = [upsample_to(maps, images.shape[1:3]) for maps in model["maps"]]
+    upsampled_adv = [upsample_to(maps, images.shape[1:3]) for maps in model["maps_adv"]]
+    images_adv = np.asarray(model["images_adv"], np.float32)
+    num_stages = (len(rows[0]) - 2) // 2
+    for i, row in enumerate(rows):
+        pred, pred_adv = int(model["pred"][i]), int(model["pred_adv"][i])
+        ok = None if labels is None else int(labels[i])
+        for ax, image, kind, p in ((row[0], images[i], "clean", pred),
+                                   (row[1], images_adv[i], "adv", pred_adv)):
+            _show_image(ax, image)
+            color = "black" if ok is None else ("green" if p == ok else "red")
+            ax.set_title(f"{kind}: pred {_class_name(p, class_names)}",
+                         fontsize=8, color=color)
+            _off(ax)
+        label_text = "" if ok is None else f"\nlabel {_class_name(ok, class_names)}"
+        row[0].set_ylabel(f"{model['name']}{label_text}", fontsize=8)
+        for s in range(num_stages):
+            for j, (maps, image, kind) in enumerate(
+                    ((upsampled, images[i], "clean"), (upsampled_adv, images_adv[i], "adv"))):
+                ax = row[2 + 2 * s + j]
+                _off(ax)
+                if s >= len(maps):
+                    ax.set_axis_off()
+                    continue
+                _show_image(ax, image)
+                ax.imshow(maps[s][i], cmap=_MAP_CMAP, alpha=_MAP_ALPHA, vmin=0.0,
+                          vmax=1.0, interpolation="bilinear")
+                if i == 0:
+                    ax.set_title(f"{stage_names[s]} {kind}", fontsize=8)
 
 
 def plot_attention_grid(images, models, path, labels=None, class_names=None,
@@ -90,40 +124,29 @@ def plot_attention_grid(images, models, path, labels=None, class_names=None,
         names = list(model.get("stage_names") or
                      [f"stage {s + 1}" for s in range(len(model["maps"]))])
         if short_stage_names:
-            names = [n.split("_block")[0] + "_x" if "_block" in n else n for n in names]
-        upsampled = [upsample_to(maps, images.shape[1:3]) for maps in model["maps"]]
-        upsampled_adv = [upsample_to(maps, images.shape[1:3]) for maps in model["maps_adv"]]
-        images_adv = np.asarray(model["images_adv"], np.float32)
-        for i in range(num_images):
-            row = axes[m_index * num_images + i]
-            pred, pred_adv = int(model["pred"][i]), int(model["pred_adv"][i])
-            ok = None if labels is None else int(labels[i])
-            for ax, image, kind, p in ((row[0], images[i], "clean", pred),
-                                       (row[1], images_adv[i], "adv", pred_adv)):
-                _show_image(ax, image)
-                color = "black" if ok is None else ("green" if p == ok else "red")
-                ax.set_title(f"{kind}: pred {_class_name(p, class_names)}",
-                             fontsize=8, color=color)
-                _off(ax)
-            label_text = "" if ok is None else f"\nlabel {_class_name(ok, class_names)}"
-            row[0].set_ylabel(f"{model['name']}{label_text}", fontsize=8)
-            for s in range(num_stages):
-                for j, (maps, image, kind) in enumerate(
-                        ((upsampled, images[i], "clean"), (upsampled_adv, images_adv[i], "adv"))):
-                    ax = row[2 + 2 * s + j]
-                    _off(ax)
-                    if s >= len(maps):
-                        ax.set_axis_off()
-                        continue
-                    _show_image(ax, image)
-                    ax.imshow(maps[s][i], cmap=_MAP_CMAP, alpha=_MAP_ALPHA, vmin=0.0,
-                              vmax=1.0, interpolation="bilinear")
-                    if i == 0:
-                        ax.set_title(f"{names[s]} {kind}", fontsize=8)
+            names = [short_stage_name(n) for n in names]
+        rows = axes[m_index * num_images:(m_index + 1) * num_images]
+        _draw_model_rows(rows, model, images, names, labels, class_names)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _accuracy_axes(ax, xlabel):
+    """Labels, 0-100 % range, grid and legend of an accuracy plot."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(-2, 102)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _nonempty(records):
+    records = list(records)
+    if not records:
+        raise ValueError("No records to plot. Received: records=[]")
+    return records
 
 
 def _group(records, key_fn):
@@ -155,9 +178,7 @@ def plot_accuracy_vs_iterations(records, path, title=None):
     Returns:
         ``path``.
     """
-    records = list(records)
-    if not records:
-        raise ValueError("No records to plot. Received: records=[]")
+    records = _nonempty(records)
     by_eps = _group(records, lambda r: float(r["eps"]))
     eps_values = sorted(by_eps)
     fig = Figure(figsize=(5.0 * len(eps_values), 4.0), dpi=100)
@@ -173,14 +194,10 @@ def plot_accuracy_vs_iterations(records, path, title=None):
             ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks(steps)
         ax.set_xticklabels([str(s) for s in steps])
-        ax.set_xlabel("PGD iterations")
-        ax.set_ylabel("accuracy (%)")
+        _accuracy_axes(ax, "PGD iterations")
         step = by_eps[eps][0].get("step_size")
         step_text = f", step {step:.4g}" if step is not None else ""
         ax.set_title(f"eps = {eps:.4g} (= {eps * 256:.4g}/256){step_text}", fontsize=9)
-        ax.set_ylim(-2, 102)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -254,9 +271,7 @@ def plot_accuracy_vs_eps(records, path, title=None):
     Returns:
         ``path``.
     """
-    records = list(records)
-    if not records:
-        raise ValueError("No records to plot. Received: records=[]")
+    records = _nonempty(records)
     for record in records:
         missing = [k for k in ("attack", "eps", "accuracy") if k not in record]
         if missing:
@@ -275,11 +290,7 @@ def plot_accuracy_vs_eps(records, path, title=None):
         group = sorted(group, key=lambda r: float(r["eps"]))
         ax.plot([float(r["eps"]) for r in group],
                 [100.0 * float(r["accuracy"]) for r in group], marker="o", label=name)
-    ax.set_xlabel("eps (L-inf, [0, 1] pixel scale)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(-2, 102)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _accuracy_axes(ax, "eps (L-inf, [0, 1] pixel scale)")
     if title:
         ax.set_title(title)
     fig.tight_layout()

@@ -1,0 +1,112 @@
+"""Timing on a shared machine: round-robin calls, epoch timers, memory readings.
+
+Round-robin (each round calls every function once, always in the same order)
+means load from other processes hits every variant alike, so ratios measured
+in one process stay steady while absolute times move with the load.
+"""
+
+import resource
+import statistics
+import time
+
+
+def rss_mb():
+    """Current resident set size of this process (VmRSS), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def peak_rss_mb():
+    """Peak resident set size of this process so far (Linux: ru_maxrss in KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def round_robin(fns, keep_going, warmup=0, clock=time.perf_counter):
+    """Calls every ``fns[name]()`` once per round until ``keep_going(rounds, elapsed)``
+    is false; returns ``{name: [seconds per call]}``.
+
+    A function may return its own duration (a float: e.g. an epoch timed by a
+    callback, leaving set-up out); otherwise the wall time of the call counts.
+    Each function is first called ``warmup`` times (tracing, XLA compilation),
+    untimed.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
+    start, rounds = clock(), 0
+    while keep_going(rounds, clock() - start):
+        for name, fn in fns.items():
+            t0 = clock()
+            value = fn()
+            own = value if isinstance(value, float) else None
+            times[name].append(own if own is not None else clock() - t0)
+        rounds += 1
+    return times
+
+
+def interleaved_medians(fns, min_seconds=1.0, min_rounds=7, max_rounds=500, warmup=2,
+                        clock=time.perf_counter):
+    """Median time of each function over round-robin rounds: at least
+    ``min_rounds`` rounds and ``min_seconds`` in all, at most ``max_rounds``.
+
+    Returns ``{name: median seconds, ..., "rounds": n}``.
+    """
+    def keep_going(rounds, elapsed):
+        return rounds < max_rounds and (rounds < min_rounds or elapsed < min_seconds)
+
+    times = round_robin(fns, keep_going, warmup=warmup, clock=clock)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    result["rounds"] = len(next(iter(times.values()))) if times else 0
+    return result
+
+
+def fixed_rounds(rounds):
+    """A ``keep_going`` for `round_robin`: exactly ``rounds`` rounds."""
+    return lambda done, elapsed: done < rounds
+
+
+def sync(value):
+    """Blocks until a (possibly nested) TensorFlow result is computed."""
+    import tensorflow as tf
+
+    flat = tf.nest.flatten(value)
+    if flat:
+        flat[0].numpy()
+    return value
+
+
+def epoch_timer():
+    """A Keras callback whose ``times`` lists the wall time of every epoch of ``fit``."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
+def epoch_summary(times, images, warmup=1):
+    """Warm-up epochs dropped; median of the timed epochs."""
+    timed = times[warmup:] if len(times) > warmup else times
+    median = statistics.median(timed)
+    return {"epoch_seconds": median, "images_per_second": images / median,
+            "epoch_times": times, "warmup_epochs": warmup, "images_per_epoch": images}
+
+
+def warmup_epochs(row):
+    """Two warm-up epochs under XLA: with a smaller last batch, epoch 1 compiles
+    the full batch, then the smaller one under a relaxed (None-batch) trace,
+    and epoch 2 compiles the full batch again under that relaxed trace."""
+    return 2 if row.get("jit") in ("step", "attack") else 1
