@@ -69,20 +69,9 @@ def check_logits_classifier(classifier, x_probe, batch_size=256):
     return out
 
 
-def _validated_arrays(x, y):
-    """Today's shared validator (``data.validate_arrays``) as a UsageError."""
-    from atalp_keras import data
-
-    try:
-        return data.validate_arrays(x, y)
-    except UsageError:
-        raise
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-
-
 def check_attack_inputs(classifier, x, y, batch_size=256):
-    """The checks at every eager attack entry point, as ``fit`` makes them.
+    """The checks at every eager attack entry point, the shared validator
+    ``fit`` uses (``data.check_images`` / ``data.check_labels``).
 
     Images ``(N, H, W, C)`` finite and in [0, 1], integer labels ``(N,)`` in
     ``[0, K)`` with ``K`` the classifier's outputs, and a classifier that
@@ -94,12 +83,12 @@ def check_attack_inputs(classifier, x, y, batch_size=256):
     Raises:
         UsageError: One line naming the problem (never the array).
     """
-    x, y = _validated_arrays(x, y)
+    from atalp_keras.data import check_images, check_labels
+
+    x = check_images(x)
+    y = check_labels(y, num_images=len(x))
     num_classes = check_logits_classifier(classifier, x[:PROBE_SIZE], batch_size).shape[-1]
-    if y.max() >= num_classes:
-        raise UsageError(f"Labels must be in [0, {num_classes}) for a classifier with "
-                         f"{num_classes} outputs. Received a label of {y.max()}")
-    return x, y
+    return x, check_labels(y, num_classes=num_classes)
 
 
 class Attack:
