@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import ops
 
 from atalp_keras import attention, batch_checks, losses, methods
-from atalp_keras.attacks import deserialize_attack, serialize_attack
+from atalp_keras.attacks import check_trainable_attack, deserialize_attack, serialize_attack
 from atalp_keras.attacks.base import Attack
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.errors import UsageError
@@ -170,6 +170,7 @@ class ATALPModel(keras.Model):
                          trades_beta=trades_beta)
         weights = _resolve_weights(preset, overrides)
         attack, eval_attack = _resolve_attacks(preset, weights, attack, eval_attack)
+        check_trainable_attack(attack, eval_attack)  # both run inside train/test_step
         if weights["at_weight"] > 0 and not self.stage_layers:
             raise UsageError(self._stage_error or (
                 f"Method {preset.name!r} pairs attention maps of stage outputs "

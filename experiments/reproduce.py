@@ -704,7 +704,7 @@ def build_suite(s, num_classes):
         ("fgsm", {}),
         ("pgd", {"num_steps": s.pgd_steps, "restarts": s.pgd_restarts}),
         (aa_name, {"n_target_classes": max(1, min(9, num_classes - 1))}),
-        ("rays", {"query_budget": s.rays_queries}),
+        ("rays", {"n_queries": s.rays_queries}),
     ]
     return evaluation.build_attacks(requests, s.eval_eps, seed=s.attack_seed)
 
@@ -729,13 +729,13 @@ def evaluate_main(s, entry, x, y, sources, info, ledger=None):
                                         verbose=0, model_name=entry["name"],
                                         method=entry["method"])
     extras = {}
-    for attack in attacks:
-        key = f"{attack.name}@{attack.eps!r}"
-        if attack.name == "rays":
-            extras[key] = {"mean_distance": attack.last_mean_distance,
-                           "mean_queries": float(np.mean(attack.last_queries))}
-        elif attack.name.startswith("autoattack"):
-            extras[key] = {"stages": attack.last_report}
+    for record in records:  # the attacks' extras, summarised in their records
+        key = f"{record['attack']}@{record['eps']!r}"
+        if record["attack"] == "rays":
+            extras[key] = {"mean_distance": record["mean_distance"],
+                           "mean_queries": record["mean_queries"]}
+        elif record["attack"].startswith("autoattack"):
+            extras[key] = {"stages": record["stages"]}
     curves = []
     for setting, (label, source) in [("white", (entry["name"], None))] + list(sources.items()):
         curve = analysis.robust_accuracy_vs_iterations(

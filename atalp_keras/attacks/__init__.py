@@ -1,14 +1,45 @@
-"""L-inf attacks. Each takes ``(model, x, y)`` and returns ``x_adv`` in the
-eps-ball around ``x`` and in [0, 1]; ``get_attack(name, **kwargs)`` builds one by
-name (the names ``evaluate.py`` accepts)."""
+"""L-inf attacks: one file per attack, shared machinery beside them.
 
-from atalp_keras.attacks.base import Attack, check_eps, project_linf
-from atalp_keras.attacks.pgd import FGSMAttack, PGDAttack, TRADESAttack
+The contract (``base.py``):
+
+- ``attack(model, x, y) -> x_adv`` on tensors; graph-safe (usable inside
+  ``train_step`` or any ``tf.function``) exactly when the class says
+  ``in_graph = True``. Eager-only attacks (Square, RayS, AutoAttack) refuse to
+  run inside a graph, and `check_trainable_attack` refuses them as training
+  attacks.
+- ``attack.perturb(model, x, y, batch_size=256, jit_compile=False, verbose=0)``
+  on arrays returns the adversarial images (numpy, in the eps-ball and [0, 1]).
+- ``attack.run(...)`` (same arguments) returns an `AttackResult`: ``x_adv``,
+  ``success`` (per-example: a correctly classified point now misclassified)
+  and ``extras``, a dict of the attack's other outputs (Square: ``queries``;
+  RayS: ``distances``, ``mean_distance``, ``queries``; AutoAttack: ``report``,
+  ``robust``, ``broken_by``). There are no ``last_*`` attributes.
+- Both check their inputs as ``fit`` does (images in [0, 1], finite, integer
+  labels ``(N,)``) and refuse a classifier returning probabilities, with one
+  `atalp_keras.errors.UsageError` line. ``verbose=1`` shows a Keras
+  ``Progbar`` on stderr (per AutoAttack stage for AutoAttack).
+- Option names are uniform: ``num_steps``, ``step_size``, ``restarts``,
+  ``n_queries``, ``n_target_classes``, ``seed``.
+
+``get_attack(name, **kwargs)`` builds one by registry name (the names
+``evaluate.py`` accepts). Shared machinery: ``primitives.py`` (checks,
+projection), ``batching.py`` (``predict_logits`` and batch iteration),
+``keys.py`` (per-example keyed randomness), ``rounds.py`` (restarts / target
+rounds), ``progress.py``.
+"""
+
 from atalp_keras.attacks.apgd import APGDAttack, APGDDLRAttack, APGDTAttack
 from atalp_keras.attacks.autoattack import AutoAttack, AutoAttackFast
+from atalp_keras.attacks.base import (Attack, AttackResult, check_attack_inputs, check_eps,
+                                      check_logits_classifier, project_linf)
+from atalp_keras.attacks.batching import predict_logits
 from atalp_keras.attacks.fab import FABAttack
+from atalp_keras.attacks.fgsm import FGSMAttack
+from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.attacks.rays import RaySAttack
 from atalp_keras.attacks.square import SquareAttack
+from atalp_keras.attacks.trades import TRADESAttack
+from atalp_keras.errors import UsageError
 
 ATTACKS = {
     "fgsm": FGSMAttack,
@@ -28,11 +59,30 @@ ATTACKS = {
 def get_attack(name, **kwargs):
     """Builds the attack registered as ``name`` with its keyword arguments."""
     if name not in ATTACKS:
-        raise ValueError(
+        raise UsageError(
             f"Unknown attack {name!r}. Expected one of: {', '.join(sorted(ATTACKS))}. "
             f"Received: attack={name!r}"
         )
     return ATTACKS[name](**kwargs)
+
+
+def check_trainable_attack(*attacks):
+    """Refuses attacks that cannot run inside ``train_step`` / ``test_step``.
+
+    Args:
+        *attacks: `Attack` objects (None entries mean no attack and pass).
+
+    Raises:
+        UsageError: For an eager-only attack (``in_graph = False``), naming
+            the attacks that can train.
+    """
+    for attack in attacks:
+        if attack is not None and not getattr(attack, "in_graph", True):
+            trainable = ", ".join(n for n, cls in ATTACKS.items() if cls.in_graph)
+            name = getattr(attack, "name", type(attack).__name__)
+            raise UsageError(
+                f"The {name!r} attack runs only eagerly and cannot be a training attack. "
+                f"Expected one of: {trainable}. Received: attack={name!r}")
 
 
 def serialize_attack(attack):

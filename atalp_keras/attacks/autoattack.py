@@ -8,8 +8,10 @@ classified, keeping the first adversarial found per example.
 
 Robust accuracy is re-measured after each stage on the returned images (a point
 only counts as broken if the image is misclassified, inside the eps-ball and
-inside [0, 1]); ``self.last_report`` lists, per stage, the component, the
-robust accuracy after it, its seconds and the number of points it attacked.
+inside [0, 1]); ``run(...).extras["report"]`` lists, per stage, the component,
+the robust accuracy after it, its seconds and the number of points it attacked.
+The components are built once per AutoAttack object and keep their compiled
+functions per model, so a second call on the same model traces nothing.
 
 Where this differs from the reference implementation (fra31/auto-attack):
 
@@ -28,25 +30,26 @@ Where this differs from the reference implementation (fra31/auto-attack):
   points).
 - Square counts the clean prediction as one of its 5000 queries, and redraws a
   proposal that would not change the image at most four times (then flips it).
-- The reference's ``checks.py`` diagnostics are reduced to one warning when the
-  model seems to return probabilities instead of logits.
+- The reference's ``checks.py`` diagnostics are reduced to one check: a model
+  that returns probabilities instead of logits is refused.
 """
 
+import sys
 import time
-import warnings
 
 import numpy as np
-import tensorflow as tf
 
-from atalp_keras.attacks.apgd import APGDAttack, APGDTAttack, _batched
-from atalp_keras.attacks.base import Attack, check_positive_int, model_logits
+from atalp_keras.attacks.apgd import APGDAttack, APGDTAttack
+from atalp_keras.attacks.base import EagerAttack, check_positive_int
+from atalp_keras.attacks.batching import predict_classes
 from atalp_keras.attacks.fab import FABAttack
 from atalp_keras.attacks.square import SquareAttack
+from atalp_keras.errors import UsageError
 
 VERSIONS = ("standard", "fast")
 
 
-class AutoAttack(Attack):
+class AutoAttack(EagerAttack):
     """AutoAttack in L-inf.
 
     Args:
@@ -56,111 +59,112 @@ class AutoAttack(Attack):
         num_steps: Iterations of APGD-CE, APGD-T and FAB-T (100).
         n_target_classes: Target classes of APGD-T and FAB-T (9).
         n_queries: Square's query budget (5000).
-        seed: Optional int, given to every component.
-        verbose: Print one line per stage (and the components' progress).
+        seed: Optional int, given to every component (every call with a seed
+            gives the same result, as a freshly built attack would).
 
-    After ``perturb``: ``last_report`` (list of dicts with ``component``,
-    ``robust_accuracy``, ``seconds``, ``n``), ``last_robust`` (per-example
-    bool) and ``last_broken_by`` (per-example component name or None).
+    Extras of ``run(...)``: ``report`` (list of dicts with ``component``,
+    ``robust_accuracy``, ``seconds``, ``n``: the points it attacked),
+    ``robust`` (per-example bool) and ``broken_by`` (per-example component
+    name or None).
 
     Example:
         >>> attack = AutoAttack(eps=8 / 255)
-        >>> x_adv = attack.perturb(model, x_test, y_test)
-        >>> attack.last_report[-1]["robust_accuracy"]
+        >>> result = attack.run(model, x_test, y_test, verbose=1)
+        >>> result.extras["report"][-1]["robust_accuracy"]
     """
 
     name = "autoattack"
 
     def __init__(self, eps, version="standard", num_steps=100, n_target_classes=9,
-                 n_queries=5000, seed=None, verbose=False):
+                 n_queries=5000, seed=None):
         super().__init__(eps, seed=seed)
         if version not in VERSIONS:
-            raise ValueError(f"`version` must be one of {VERSIONS}. Received: version={version!r}")
+            raise UsageError(f"`version` must be one of {VERSIONS}. Received: version={version!r}")
         self.version = version
         self.num_steps = check_positive_int(num_steps, "num_steps")
         self.n_target_classes = check_positive_int(n_target_classes, "n_target_classes")
         self.n_queries = check_positive_int(n_queries, "n_queries")
-        self.verbose = bool(verbose)
         self.name = "autoattack" if version == "standard" else "autoattack-fast"
-        self.last_report = None
-        self.last_robust = None
-        self.last_broken_by = None
+        self._components = None
 
     def get_config(self):
         return {**super().get_config(), "version": self.version, "num_steps": self.num_steps,
-                "n_target_classes": self.n_target_classes, "n_queries": self.n_queries,
-                "verbose": self.verbose}
+                "n_target_classes": self.n_target_classes, "n_queries": self.n_queries}
 
     def describe(self):
-        description = {"attack": self.name, "eps": self.eps, "version": self.version,
-                       "components": [c.describe() for c in self.components()]}
-        return description
+        return {"attack": self.name, "eps": self.eps, "version": self.version,
+                "num_steps": self.num_steps,
+                "components": [c.describe() for c in self.components()]}
 
     def components(self):
         """The component attacks, freshly built with this attack's seed, in order."""
-        common = dict(seed=self.seed, verbose=self.verbose)
         attacks = [
-            APGDAttack(self.eps, num_steps=self.num_steps, loss="ce", **common),
+            APGDAttack(self.eps, num_steps=self.num_steps, loss="ce", seed=self.seed),
             APGDTAttack(self.eps, num_steps=self.num_steps,
-                        n_target_classes=self.n_target_classes, **common),
+                        n_target_classes=self.n_target_classes, seed=self.seed),
         ]
         if self.version == "standard":
             attacks += [
                 FABAttack(self.eps, num_steps=self.num_steps,
-                          n_target_classes=self.n_target_classes, **common),
-                SquareAttack(self.eps, n_queries=self.n_queries, **common),
+                          n_target_classes=self.n_target_classes, seed=self.seed),
+                SquareAttack(self.eps, n_queries=self.n_queries, seed=self.seed),
             ]
         return attacks
 
-    def __call__(self, model, x, y):
-        """Eager only: runs ``perturb`` on the tensors' values."""
-        return tf.convert_to_tensor(self.perturb(model, np.asarray(x), np.asarray(y)))
+    def _stages(self):
+        """The components this object runs: built once, so their compiled
+        functions (one per model) are reused by every call."""
+        if self._components is None:
+            self._components = self.components()
+        for attack in self._components:
+            attack.restart_randomness()
+        return self._components
 
-    def perturb(self, model, x, y, batch_size=256, jit_compile=False, example_ids=None):
+    def _inside(self, candidate, x):
+        """Per example: inside the eps-ball and the [0, 1] box."""
+        axes = tuple(range(1, x.ndim))
+        size = np.abs(candidate - x).max(axis=axes)
+        return (size <= self.eps + 1e-6) & (candidate.min(axis=axes) >= 0.0) \
+            & (candidate.max(axis=axes) <= 1.0)
+
+    def _generate(self, model, x, y, batch_size, jit_compile, example_ids, verbose):
         """Runs the components in sequence on the still-robust points.
 
         Returns:
-            Per example, the first adversarial found (``x`` where none was).
+            Per example, the first adversarial found (``x`` where none was),
+            and the extras ``report``, ``robust``, ``broken_by``, ``success``.
         """
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y).astype(np.int32)
         n = len(x)
         ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
-        predict = tf.function(lambda xb: model_logits(model, xb),
-                              input_signature=[tf.TensorSpec((None,) + x.shape[1:], tf.float32)])
         start = time.time()
-        logits = _batched(predict, [x], batch_size)[0]
-        _warn_if_probabilities(logits)
-        robust = logits.argmax(-1) == y
+        robust = predict_classes(model, x, batch_size) == y
+        clean = robust.copy()
         broken_by = [None] * n
         report = [{"component": "clean", "robust_accuracy": float(robust.mean()) if n else 0.0,
                    "seconds": time.time() - start, "n": n}]
         x_adv = x.copy()
-        for attack in self.components():
+        for stage, attack in enumerate(self._stages(), start=1):
             idx = np.flatnonzero(robust)
             start = time.time()
             if idx.size:
-                candidate = attack.perturb(model, x[idx], y[idx], batch_size=batch_size,
-                                           jit_compile=jit_compile, example_ids=ids[idx])
-                pred = _batched(predict, [candidate], batch_size)[0].argmax(-1)
-                size = np.abs(candidate - x[idx]).reshape(idx.size, -1).max(axis=1)
-                inside = (size <= self.eps + 1e-6) & (candidate.min(axis=tuple(range(1, x.ndim))) >= 0.0) \
-                    & (candidate.max(axis=tuple(range(1, x.ndim))) <= 1.0)
-                broken = (pred != y[idx]) & inside
+                if verbose:
+                    print(f"{self.name} stage {stage}/{len(self._components)}: {attack.name} "
+                          f"on {idx.size} points", file=sys.stderr, flush=True)
+                candidate, _ = attack._generate(model, x[idx], y[idx], batch_size, jit_compile,
+                                                ids[idx], verbose)
+                pred = predict_classes(model, candidate, batch_size)
+                broken = (pred != y[idx]) & self._inside(candidate, x[idx])
                 x_adv[idx[broken]] = candidate[broken]
                 robust[idx[broken]] = False
                 for i in idx[broken]:
                     broken_by[i] = attack.name
             report.append({"component": attack.name, "robust_accuracy": float(robust.mean()),
                            "seconds": time.time() - start, "n": int(idx.size)})
-            if self.verbose:
-                print(f"[{self.name}] after {attack.name}: robust accuracy "
-                      f"{robust.mean():.4f} ({idx.size} points attacked, "
-                      f"{report[-1]['seconds']:.1f} s)")
-        self.last_report = report
-        self.last_robust = robust
-        self.last_broken_by = broken_by
-        return x_adv
+            if verbose:
+                print(f"{self.name} after {attack.name}: robust accuracy "
+                      f"{robust.mean():.4f} ({report[-1]['seconds']:.1f} s)", file=sys.stderr)
+        return x_adv, {"report": report, "robust": robust, "broken_by": broken_by,
+                       "success": clean & ~robust}
 
 
 class AutoAttackFast(AutoAttack):
@@ -169,16 +173,6 @@ class AutoAttackFast(AutoAttack):
     name = "autoattack-fast"
 
     def __init__(self, eps, version="fast", num_steps=100, n_target_classes=9, n_queries=5000,
-                 seed=None, verbose=False):
+                 seed=None):
         super().__init__(eps, version=version, num_steps=num_steps,
-                         n_target_classes=n_target_classes, n_queries=n_queries, seed=seed,
-                         verbose=verbose)
-
-
-def _warn_if_probabilities(logits):
-    """The one check kept from the reference's ``checks.py``."""
-    if logits.size and logits.min() >= 0.0 and logits.max() <= 1.0 and np.allclose(
-            logits.sum(-1), 1.0, atol=1e-4):
-        warnings.warn("The model's outputs look like probabilities (non-negative, rows sum to "
-                      "1). Attacks need logits; softmax outputs weaken gradient attacks.",
-                      stacklevel=3)
+                         n_target_classes=n_target_classes, n_queries=n_queries, seed=seed)

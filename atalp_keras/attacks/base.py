@@ -1,88 +1,103 @@
-"""Shared pieces of every L-inf attack: argument checks, projection, the base class.
+"""The attack contract: the base class, its result object and the checks made
+where a classifier and user arrays enter an attack.
 
-An attack is a callable object: ``attack(model, x, y) -> x_adv``. The call is
-graph-safe (it can run inside ``train_step`` or any ``tf.function``); ``perturb``
-is the compiled, batched entry point for evaluation on arrays.
-
-Conventions (see METHOD.md): pixels live in ``[0, 1]``, ``eps``/``step_size`` are on
-the same scale, ``model(x, training=False)`` returns logits.
+An attack is a callable object. ``attack(model, x, y) -> x_adv`` on tensors is
+graph-safe when the class says ``in_graph = True`` (it can then run inside
+``train_step`` or any ``tf.function``). On arrays, ``perturb`` returns the
+adversarial images and ``run`` returns an `AttackResult` with them, the
+per-example success and the attack's other outputs (``extras``).
 """
 
-import math
+import dataclasses
 
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
+
+from atalp_keras.attacks import batching
+from atalp_keras.attacks.primitives import (check_eps, check_fraction,  # noqa: F401
+                                            check_positive_int, input_gradient,
+                                            model_logits, per_example, project_linf)
+from atalp_keras.attacks.progress import Progress
+from atalp_keras.errors import UsageError
+
+PROBE_SIZE = 32
 
 
-def check_eps(value, name="eps"):
-    """Validates a perturbation size given on the [0, 1] pixel scale.
+@dataclasses.dataclass
+class AttackResult:
+    """What one attack run on arrays produced.
+
+    Attributes:
+        x_adv: Adversarial images, float32, same shape as the input.
+        success: Per-example bool: a correctly classified point now
+            misclassified (targeted attacks: now classified as its target).
+        extras: The attack's other outputs, by name (e.g. ``queries``,
+            ``distances``, ``mean_distance``, ``report``); documented on
+            each attack class.
+    """
+
+    x_adv: np.ndarray
+    success: np.ndarray
+    extras: dict = dataclasses.field(default_factory=dict)
+
+
+def check_logits_classifier(classifier, x_probe, batch_size=256):
+    """Refuses a classifier that returns probabilities instead of logits.
+
+    Decided by behaviour, not by the last layer: on ``x_probe`` every output
+    row being non-negative and summing to 1 means a softmax (a ``Softmax``
+    layer, ``activation="softmax"``, ``tf.nn.softmax`` or ``ops.softmax``).
 
     Args:
-        value: The number to check.
-        name: The argument name used in the error message.
+        classifier: Callable ``classifier(x, training=False) -> outputs``.
+        x_probe: A few valid images.
+        batch_size: Examples per call.
 
     Returns:
-        ``value`` as a Python float.
+        The probe's outputs (numpy ``(n, K)``).
 
     Raises:
-        ValueError: If ``value`` is not a finite number in ``(0, 1]``.
+        UsageError: For probability outputs.
     """
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`{name}` must be a number in (0, 1] on the [0, 1] pixel scale. "
-            f"Received: {name}={value!r}"
-        ) from None
-    if not math.isfinite(number) or number <= 0 or number > 1:
-        hint = ""
-        if math.isfinite(number) and 1 < number <= 255:
-            hint = (
-                f" It looks like a value on the 0-255 scale: did you mean "
-                f"{name}={number:g}/255 = {number / 255:.6f}?"
-            )
-        raise ValueError(
-            f"`{name}` must be in (0, 1] because images are scaled to [0, 1]. "
-            f"Received: {name}={value!r}.{hint}"
-        )
-    return number
+    out = batching.predict_logits(classifier, x_probe, batch_size).astype(np.float64)
+    if out.size and np.all(out >= 0.0) and np.allclose(out.sum(-1), 1.0, atol=1e-3):
+        raise UsageError(
+            f"The classifier returns probabilities, not logits: on {len(out)} probe images "
+            "every output row is non-negative and sums to 1. Attacks (and AT+ALP) need "
+            "logits: remove the final softmax and apply it only when serving.")
+    return out
 
 
-def check_positive_int(value, name):
-    """Validates a count such as ``num_steps`` or ``restarts``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"`{name}` must be an integer >= 1. Received: {name}={value!r}"
-        )
-    return int(value)
+def check_attack_inputs(classifier, x, y, batch_size=256):
+    """The checks at every eager attack entry point, the shared validator
+    ``fit`` uses (``data.check_images`` / ``data.check_labels``).
 
+    Images ``(N, H, W, C)`` finite and in [0, 1], integer labels ``(N,)`` in
+    ``[0, K)`` with ``K`` the classifier's outputs, and a classifier that
+    returns logits.
 
-def project_linf(x_adv, x_natural, eps):
-    """Projects ``x_adv`` onto the L-inf ball of radius ``eps`` around
-    ``x_natural`` intersected with the [0, 1] box."""
-    x_adv = ops.clip(x_adv, x_natural - eps, x_natural + eps)
-    return ops.clip(x_adv, 0.0, 1.0)
+    Returns:
+        ``(x, y)`` as float32 / int32 numpy arrays.
 
+    Raises:
+        UsageError: One line naming the problem (never the array).
+    """
+    from atalp_keras.data import check_images, check_labels
 
-def input_gradient(tape, target, x):
-    """``d target / d x``, with zeros where the model has no gradient path
-    (non-differentiable ops): such a model is not an error but a masked
-    gradient, which the audit reports."""
-    return tape.gradient(target, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-
-def model_logits(model, x):
-    """Calls ``model`` the way every attack must: inference mode, float32 logits."""
-    return ops.cast(model(x, training=False), "float32")
+    x = check_images(x)
+    y = check_labels(y, num_images=len(x))
+    num_classes = check_logits_classifier(classifier, x[:PROBE_SIZE], batch_size).shape[-1]
+    return x, check_labels(y, num_classes=num_classes)
 
 
 class Attack:
     """Base class of the package's attacks.
 
-    Subclasses implement ``__call__(model, x, y)`` with graph-safe ops and
-    ``get_config()``; they inherit ``perturb`` (compiled, batched, on arrays).
+    Subclasses implement ``__call__(model, x, y)`` (graph-safe if
+    ``in_graph``) and ``get_config()``; they inherit ``perturb`` and ``run``
+    (compiled, batched, on arrays), or override ``_generate`` when they run
+    outside the graph.
 
     Args:
         eps: L-inf radius on the [0, 1] scale.
@@ -90,6 +105,8 @@ class Attack:
     """
 
     name = "attack"
+    in_graph = True      # can run inside train_step / a tf.function
+    targeted = False
 
     def __init__(self, eps, seed=None):
         self.eps = check_eps(eps, "eps")
@@ -113,37 +130,68 @@ class Attack:
         config.pop("seed", None)
         return {"attack": self.name, **config}
 
-    def perturb(self, model, x, y, batch_size=256, jit_compile=False):
+    def perturb(self, model, x, y, batch_size=256, jit_compile=False, verbose=0):
         """Runs the attack on arrays in batches, compiled once per model.
 
         Args:
             model: Callable ``model(x, training=False) -> logits``.
             x: Images, float in [0, 1], shape ``(N, H, W, C)``.
-            y: Integer labels (or target labels for targeted attacks), ``(N,)``.
+            y: Integer labels (target labels for targeted attacks), ``(N,)``.
             batch_size: Examples per compiled call.
-            jit_compile: Compile the attack with XLA.
+            jit_compile: Compile the attack with XLA (where it supports it).
+            verbose: 1 shows a progress bar on stderr.
 
         Returns:
             A numpy array of adversarial images, same shape as ``x``.
+
+        Raises:
+            UsageError: For images outside [0, 1], NaN pixels, labels that are
+                not class indices, or a classifier returning probabilities.
         """
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y)
-        key = (id(model), bool(jit_compile), x.shape[1:], y.dtype)
+        x, y = check_attack_inputs(model, x, y, batch_size)
+        return self._generate(model, x, y, batch_size, jit_compile, None, verbose)[0]
+
+    def run(self, model, x, y, batch_size=256, jit_compile=False, verbose=0):
+        """Like `perturb`, returning an `AttackResult` (images, success, extras)."""
+        x, y = check_attack_inputs(model, x, y, batch_size)
+        x_adv, extras = self._generate(model, x, y, batch_size, jit_compile, None, verbose)
+        success = extras.pop("success", None)
+        if success is None:
+            success = self._success(model, x, y, x_adv, batch_size)
+        return AttackResult(x_adv=x_adv, success=np.asarray(success, bool), extras=extras)
+
+    def _success(self, model, x, y, x_adv, batch_size):
+        clean = batching.predict_classes(model, x, batch_size)
+        adv = batching.predict_classes(model, x_adv, batch_size)
+        if self.targeted:
+            return (clean != y) & (adv == y)
+        return (clean == y) & (adv != y)
+
+    def _generate(self, model, x, y, batch_size, jit_compile, example_ids, verbose):
+        """Adversarial images and extras for validated arrays (graph attacks)."""
+        key = (id(model), bool(jit_compile), x.shape[1:])
         if key not in self._compiled:
             # One trace per model and image shape, whatever the batch size.
-            signature = [
-                tf.TensorSpec((None,) + x.shape[1:], tf.float32),
-                tf.TensorSpec((None,), tf.as_dtype(y.dtype)),
-            ]
-            self._compiled[key] = tf.function(
-                lambda xb, yb: self(model, xb, yb),
-                input_signature=signature,
-                jit_compile=jit_compile,
-            )
-        fn = self._compiled[key]
-        out = []
-        for start in range(0, len(x), batch_size):
-            out.append(
-                np.asarray(fn(x[start:start + batch_size], y[start:start + batch_size]))
-            )
-        return np.concatenate(out, axis=0) if out else x.copy()
+            signature = [tf.TensorSpec((None,) + x.shape[1:], tf.float32),
+                         tf.TensorSpec((None,), tf.int32)]
+            self._compiled[key] = tf.function(lambda xb, yb: self(model, xb, yb),
+                                              input_signature=signature,
+                                              jit_compile=jit_compile)
+        progress = Progress(len(x), verbose, title=self.name, unit_name="image")
+        if len(x) == 0:
+            return x.copy(), {}
+        return batching.map_batches(self._compiled[key], [x, y], batch_size, progress)[0], {}
+
+
+class EagerAttack(Attack):
+    """An attack that runs outside the graph (a numpy driver around compiled
+    pieces): it cannot be a training attack."""
+
+    in_graph = False
+
+    def __call__(self, model, x, y):
+        """Eager only: runs ``perturb`` on the tensors' values."""
+        if not tf.executing_eagerly():
+            raise UsageError(f"The {self.name!r} attack runs only eagerly (outside "
+                             "tf.function and train_step); call its perturb() on arrays.")
+        return tf.convert_to_tensor(self.perturb(model, np.asarray(x), np.asarray(y)))

@@ -31,9 +31,10 @@ within ``eps``; the reference's final refinement search is not implemented
 import tensorflow as tf
 from keras import ops
 
-from atalp_keras.attacks.apgd import RoundAttack, _bcast, keyed_uniform
-from atalp_keras.attacks.base import (check_positive_int, input_gradient, model_logits,
-                                      project_linf)
+from atalp_keras.attacks.base import (check_fraction, check_positive_int, input_gradient,
+                                      model_logits, per_example, project_linf)
+from atalp_keras.attacks.keys import keyed_uniform
+from atalp_keras.attacks.rounds import RoundAttack
 
 
 def project_linf_hyperplane(x, w, g):
@@ -85,24 +86,18 @@ class FABAttack(RoundAttack):
         eta: Overshoot of the projection steps.
         beta: Backward step towards the original point after a success.
         seed: Optional int.
-        verbose: Print one line per round in ``perturb``.
     """
 
     name = "fab-t"
     targeted_rounds = True
 
     def __init__(self, eps, num_steps=100, n_target_classes=9, restarts=1, alpha_max=0.1,
-                 eta=1.05, beta=0.9, seed=None, verbose=False):
-        super().__init__(eps, restarts=restarts, n_target_classes=n_target_classes, seed=seed,
-                         verbose=verbose)
+                 eta=1.05, beta=0.9, seed=None):
+        super().__init__(eps, restarts=restarts, n_target_classes=n_target_classes, seed=seed)
         self.num_steps = check_positive_int(num_steps, "num_steps")
-        for arg, value, low, high in (("alpha_max", alpha_max, 0.0, 1.0), ("eta", eta, 1.0, 2.0),
-                                      ("beta", beta, 0.0, 1.0)):
-            if not low <= float(value) <= high:
-                raise ValueError(f"`{arg}` must be in [{low}, {high}]. Received: {arg}={value!r}")
-        self.alpha_max = float(alpha_max)
-        self.eta = float(eta)
-        self.beta = float(beta)
+        self.alpha_max = check_fraction(alpha_max, "alpha_max", include_low=True)
+        self.eta = check_fraction(eta, "eta", 1.0, 2.0, include_low=True)
+        self.beta = check_fraction(beta, "beta", include_low=True)
 
     def get_config(self):
         return {
@@ -113,7 +108,6 @@ class FABAttack(RoundAttack):
             "alpha_max": self.alpha_max,
             "eta": self.eta,
             "beta": self.beta,
-            "verbose": self.verbose,
         }
 
     def _round(self, model, x, y, targets, keys, restart):
@@ -134,7 +128,7 @@ class FABAttack(RoundAttack):
 
         noise = 2.0 * keyed_uniform(keys, x.shape[1:]) - 1.0
         scale = ops.max(ops.abs(ops.reshape(noise, (batch, -1))), axis=1)
-        noise = noise / _bcast(ops.maximum(scale, 1e-12), x)
+        noise = noise / per_example(ops.maximum(scale, 1e-12), x)
         x_start = ops.where(restart > 0, ops.clip(x + 0.5 * eps * noise, 0.0, 1.0), x)
 
         def cond(i, x_cur, best, best_norm):
@@ -161,15 +155,15 @@ class FABAttack(RoundAttack):
             done = best_norm <= eps
             better = ops.logical_and(ops.logical_and(wrong, norm < best_norm),
                                      ops.logical_not(done))
-            best = ops.where(_bcast(better, x), x_new, best)
+            best = ops.where(per_example(better, x), x_new, best)
             best_norm = ops.where(better, norm, best_norm)
             pulled = (1.0 - self.beta) * x + self.beta * x_new
-            x_next = ops.where(_bcast(wrong, x), pulled, x_new)
+            x_next = ops.where(per_example(wrong, x), pulled, x_new)
             return i + 1, x_next, best, best_norm
 
         inf = tf.fill([batch], tf.constant(float("inf")))
         _, _, best, best_norm = tf.while_loop(
             cond, body, (tf.constant(0), x_start, x, inf), parallel_iterations=1)
         success = best_norm <= eps
-        x_adv = ops.where(_bcast(success, x), project_linf(best, x, eps), x)
+        x_adv = ops.where(per_example(success, x), project_linf(best, x, eps), x)
         return tf.stop_gradient(x_adv), success

@@ -1,5 +1,5 @@
-"""L-inf PGD (Madry et al. 2018), FGSM (Goodfellow et al. 2015) and the TRADES
-KL attack (Zhang et al. 2019), all as one projected sign-gradient loop.
+"""L-inf PGD (Madry et al. 2018): the projected sign-gradient loop that FGSM
+(``fgsm.py``) and the TRADES KL attack (``trades.py``) reuse.
 
     x_0     = clip(x + U(-eps, eps), 0, 1)                 (random start)
     x_{t+1} = clip(x + clip(x_t + a * sign(g_t) - x, -eps, eps), 0, 1)
@@ -15,8 +15,8 @@ import tensorflow as tf
 from keras import ops
 
 from atalp_keras import losses
-from atalp_keras.attacks.base import Attack, check_eps, check_positive_int
-from atalp_keras.attacks.base import input_gradient, model_logits, project_linf
+from atalp_keras.attacks.base import (Attack, check_eps, check_positive_int, input_gradient,
+                                      model_logits, per_example, project_linf)
 
 
 class PGDAttack(Attack):
@@ -39,6 +39,7 @@ class PGDAttack(Attack):
     """
 
     name = "pgd"
+    in_graph = True
 
     def __init__(self, eps, step_size=None, num_steps=10, random_start=True,
                  restarts=1, targeted=False, seed=None):
@@ -119,8 +120,7 @@ class PGDAttack(Attack):
             candidate = self._run_once(model, x, context)
             score = self._score(model, candidate, y)
             better = score > best_score
-            mask = ops.reshape(better, (-1,) + (1,) * (len(x.shape) - 1))
-            x_best = ops.where(mask, candidate, x_best)
+            x_best = ops.where(per_example(better, x), candidate, x_best)
             best_score = ops.maximum(score, best_score)
         return x_best
 
@@ -137,54 +137,13 @@ class PGDAttack(Attack):
         return ops.where(success, ops.full_like(loss, 1e30), loss)
 
 
-class FGSMAttack(PGDAttack):
-    """Fast gradient sign method: one step of size ``eps`` (no random start).
-
-    With ``random_start=True`` and ``step_size=1.25 * eps`` it is the "fast"
-    adversarial training attack of Wong et al. (2020).
-    """
-
-    name = "fgsm"
-
-    def __init__(self, eps, step_size=None, random_start=False, restarts=1,
-                 targeted=False, seed=None, num_steps=1):
-        if num_steps != 1:
-            raise ValueError(f"FGSM takes exactly one step. Received: num_steps={num_steps}")
-        super().__init__(
-            eps,
-            step_size=eps if step_size is None else step_size,
-            num_steps=1,
-            random_start=random_start,
-            restarts=restarts,
-            targeted=targeted,
-            seed=seed,
-        )
-
-
-class TRADESAttack(PGDAttack):
-    """The TRADES inner maximisation (Zhang et al. 2019).
-
-    Starts at ``x + 0.001 * N(0, 1)`` and ascends
-    ``KL(softmax(f(x)) || softmax(f(x_adv)))``; labels are not used.
-    """
-
-    name = "trades"
-
-    def __init__(self, eps, step_size=None, num_steps=10, restarts=1, seed=None,
-                 random_start=True, targeted=False):
-        if targeted:
-            raise ValueError("The TRADES attack has no targeted mode. Received: targeted=True")
-        super().__init__(eps, step_size=step_size, num_steps=num_steps,
-                         random_start=random_start, restarts=restarts, seed=seed)
-
-    def _start(self, x):
-        if not self.random_start:
-            return x
-        noise = 0.001 * keras.random.normal(ops.shape(x), seed=self.seed_generator)
-        return ops.clip(x + noise, 0.0, 1.0)
-
-    def _context(self, model, x, y):
-        return tf.stop_gradient(model_logits(model, x))
-
-    def _objective(self, logits, context):
-        return losses.trades_kl(context, logits)
+def __getattr__(name):
+    """``from atalp_keras.attacks.pgd import FGSMAttack`` keeps working: FGSM and
+    TRADES moved to ``fgsm.py`` / ``trades.py`` (imported lazily: they subclass PGD)."""
+    if name == "FGSMAttack":
+        from atalp_keras.attacks.fgsm import FGSMAttack
+        return FGSMAttack
+    if name == "TRADESAttack":
+        from atalp_keras.attacks.trades import TRADESAttack
+        return TRADESAttack
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

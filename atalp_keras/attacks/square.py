@@ -14,25 +14,28 @@ minimises the margin ``f_y(x) - max_{k != y} f_k(x)``. Per example:
 1000, 2000, 4000, 6000 and 8000 of a 10,000-query run, rescaled to
 ``n_queries``. A point stops being queried once it is misclassified.
 
-Queries are counted per example (``self.last_queries``) and include the clean
+Queries are counted per example (``run(...).extras["queries"]``) and include the clean
 prediction, the stripe start and every candidate, so they never exceed
 ``n_queries``. A proposal that would leave the window unchanged is redrawn (up
 to four draws, then its signs are flipped), as the reference does by
 rejection. Randomness is keyed per example (see ``apgd.py``), so an example's
 result does not depend on its batch.
 
-This attack is for evaluation only: ``perturb`` is a numpy loop over compiled
-chunks of iterations, and ``__call__`` runs the same machinery eagerly.
+This attack is for evaluation only (``in_graph = False``): on arrays it is a
+numpy loop over compiled chunks of iterations, and ``__call__`` runs the same
+machinery eagerly.
 """
-
-import time
 
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atalp_keras.attacks.apgd import _batched, example_keys, fold_key, keyed_uniform
-from atalp_keras.attacks.base import Attack, check_positive_int, model_logits
+from atalp_keras.attacks.base import (EagerAttack, check_fraction, check_positive_int,
+                                      model_logits)
+from atalp_keras.attacks.batching import map_batches
+from atalp_keras.attacks.keys import draw_base_key, example_keys, fold_key, keyed_uniform
+from atalp_keras.attacks.progress import Progress
+from atalp_keras.errors import UsageError
 
 _HALVING_AT = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 _REDRAWS = 4
@@ -47,7 +50,7 @@ def margin_loss(labels, logits):
     return z_y - ops.max(ops.where(onehot, -np.inf, logits), axis=-1)
 
 
-class SquareAttack(Attack):
+class SquareAttack(EagerAttack):
     """Square attack in L-inf with the margin loss.
 
     Args:
@@ -56,44 +59,36 @@ class SquareAttack(Attack):
             the clean prediction and the start.
         p_init: Initial fraction of pixels a square covers.
         seed: Optional int; same seed, same result.
-        verbose: Print one line per chunk of iterations in ``perturb``.
         chunk: Iterations per compiled call; finished points are dropped
             between chunks.
 
-    After ``perturb``: ``last_queries`` (per-example model queries) and
-    ``last_success`` (points broken).
+    ``run(...).extras["queries"]``: per-example model queries.
     """
 
     name = "square"
 
-    def __init__(self, eps, n_queries=5000, p_init=0.8, seed=None, verbose=False, chunk=250):
+    def __init__(self, eps, n_queries=5000, p_init=0.8, seed=None, chunk=250):
         super().__init__(eps, seed=seed)
         self.n_queries = check_positive_int(n_queries, "n_queries")
         if self.n_queries < 2:
-            raise ValueError("`n_queries` must be >= 2 (the clean prediction and the start). "
+            raise UsageError("`n_queries` must be >= 2 (the clean prediction and the start). "
                              f"Received: n_queries={n_queries!r}")
-        if not 0.0 < float(p_init) <= 1.0:
-            raise ValueError(f"`p_init` must be in (0, 1]. Received: p_init={p_init!r}")
-        self.p_init = float(p_init)
-        self.verbose = bool(verbose)
+        self.p_init = check_fraction(p_init, "p_init")
         self.chunk = check_positive_int(chunk, "chunk")
-        self._rng = np.random.default_rng(seed)
-        self.last_queries = None
-        self.last_success = None
+        self.restart_randomness()
+
+    def restart_randomness(self):
+        """Back to the first draw of ``seed`` (a fresh attack's randomness)."""
+        self._rng = np.random.default_rng(self.seed)
 
     def get_config(self):
         return {**super().get_config(), "n_queries": self.n_queries, "p_init": self.p_init,
-                "verbose": self.verbose, "chunk": self.chunk}
+                "chunk": self.chunk}
 
     def describe(self):
         description = super().describe()
-        description.pop("verbose", None)
         description.pop("chunk", None)
         return description
-
-    def __call__(self, model, x, y):
-        """Eager only: runs ``perturb`` on the tensors' values."""
-        return tf.convert_to_tensor(self.perturb(model, np.asarray(x), np.asarray(y)))
 
     def _iterations(self, model, x, y, signs, margin, queries, keys, start, stop):
         """Runs iterations ``start .. stop - 1`` for a chunk of points (graph)."""
@@ -165,53 +160,45 @@ class SquareAttack(Attack):
             self._compiled[key] = (margin, run)
         return self._compiled[key]
 
-    def perturb(self, model, x, y, batch_size=256, jit_compile=False, example_ids=None):
-        """Runs the attack on arrays (``jit_compile`` is accepted and ignored).
+    def _stripe_start(self, x, y, keys, margin_fn, batch_size):
+        """Signs and margins of the vertical-stripe start (one query each)."""
+        width, channels = x.shape[2], x.shape[3]
+        u = keyed_uniform(fold_key(keys, _INIT_ROUND), (1, width, channels)).numpy()
+        signs = np.broadcast_to(np.where(u < 0.5, -1.0, 1.0),
+                                (len(x),) + x.shape[1:]).astype(np.float32)
+        x_start = np.clip(x + self.eps * signs, 0.0, 1.0)
+        return signs, map_batches(margin_fn, [x_start, y], batch_size)[0]
 
-        Args:
-            model: Callable ``model(x, training=False) -> logits``.
-            x: Images in [0, 1], ``(N, H, W, C)``.
-            y: True labels, ``(N,)``.
-            batch_size: Examples per compiled call.
-            jit_compile: Ignored (kept for the common signature).
-            example_ids: Optional per-example integers keying the randomness.
+    def _generate(self, model, x, y, batch_size, jit_compile, example_ids, verbose):
+        """Runs the attack on validated arrays (``jit_compile`` is ignored).
 
         Returns:
-            Adversarial images (numpy): the lowest-margin point found for
-            every correctly classified example, ``x`` for clean mistakes.
+            The lowest-margin point found for every correctly classified
+            example (``x`` for clean mistakes), and the extras ``queries`` and
+            ``success``.
         """
         del jit_compile
-        x = np.asarray(x, dtype=np.float32)
-        y = np.asarray(y).astype(np.int32)
-        if x.ndim != 4:
-            raise ValueError(f"Square expects images (N, H, W, C). Received shape {x.shape}")
         n = len(x)
         ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
-        keys = example_keys(int(self._rng.integers(0, 2 ** 62)), ids).numpy()
+        keys = example_keys(draw_base_key(self._rng), ids).numpy()
         margin_fn, run = self._compiled_fns(model, x.shape[1:])
         queries = np.ones(n, np.int32)                      # the clean prediction
-        margin = _batched(margin_fn, [x, y], batch_size)[0]
+        margin = map_batches(margin_fn, [x, y], batch_size)[0]
         todo = np.flatnonzero(margin > 0)
         x_adv = x.copy()
+        progress = Progress(self.n_queries, verbose, title=self.name, unit_name="query")
         if todo.size:
-            width, channels = x.shape[2], x.shape[3]
-            u = keyed_uniform(fold_key(keys[todo], _INIT_ROUND), (1, width, channels)).numpy()
-            signs = np.broadcast_to(np.where(u < 0.5, -1.0, 1.0),
-                                    (todo.size,) + x.shape[1:]).astype(np.float32)
-            x_start = np.clip(x[todo] + self.eps * signs, 0.0, 1.0)
-            margin[todo] = _batched(margin_fn, [x_start, y[todo]], batch_size)[0]
-            queries[todo] += 1
             signs_all = np.zeros_like(x)
-            signs_all[todo] = signs
-            iteration = 0
-            total = self.n_queries - 2
-            start_time = time.time()
+            signs_all[todo], margin[todo] = self._stripe_start(x[todo], y[todo], keys[todo],
+                                                               margin_fn, batch_size)
+            queries[todo] += 1
+            iteration, total = 0, self.n_queries - 2
             while iteration < total:
                 active = todo[(margin[todo] > 0) & (queries[todo] < self.n_queries)]
                 if active.size == 0:
                     break
                 stop = min(iteration + self.chunk, total)
-                out = _batched(
+                out = map_batches(
                     lambda xb, yb, sb, mb, qb, kb: run(xb, yb, sb, mb, qb, kb,
                                                        tf.constant(iteration, tf.int32),
                                                        tf.constant(stop, tf.int32)),
@@ -219,12 +206,9 @@ class SquareAttack(Attack):
                      keys[active]], batch_size)
                 signs_all[active], margin[active], queries[active] = out
                 iteration = stop
-                if self.verbose:
-                    print(f"[square] query {iteration + 2}/{self.n_queries}: "
-                          f"robust {int(np.sum(margin > 0))}/{n} "
-                          f"({time.time() - start_time:.1f} s)")
+                progress.update(iteration + 2, robust=int(np.sum(margin > 0)))
             x_adv[todo] = np.clip(x[todo] + self.eps * signs_all[todo], 0.0, 1.0)
-        self.last_queries = queries
-        self.last_success = np.zeros(n, bool)
-        self.last_success[todo] = margin[todo] < 0
-        return x_adv
+        progress.finish(robust=int(np.sum(margin > 0)))
+        success = np.zeros(n, bool)
+        success[todo] = margin[todo] < 0
+        return x_adv, {"queries": queries, "success": success}

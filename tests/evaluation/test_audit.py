@@ -80,12 +80,35 @@ def test_probabilities_are_flagged(digits, undefended_model):
 def test_probe_verdicts_on_hand_made_numbers():
     ok = {"fgsm": 0.5, "pgd": 0.4, "pgd_more_steps": 0.39, "pgd_restarts": 0.39,
           "pgd_eps_1": 0.0}
-    assert [c["status"] for c in audit.check_probes(ok, 10, 0.1)] == ["PASS"] * 4
+    assert [c["status"] for c in audit.check_probes(ok, 10, 0.1, n=100)] == ["PASS"] * 4
     bad = {"fgsm": 0.3, "pgd": 0.5, "pgd_more_steps": 0.3, "pgd_restarts": 0.2,
            "pgd_eps_1": 0.4}
-    assert [c["status"] for c in audit.check_probes(bad, 10, 0.1)] == ["WARN"] * 4
+    assert [c["status"] for c in audit.check_probes(bad, 10, 0.1, n=100)] == ["WARN"] * 4
 
 
 def test_skip_without_gradient_free_results():
     records = [{"attack": "pgd", "eps": 0.1, "accuracy": 0.4, "max_perturbation": 0.1}]
     assert audit.check_gradient_free_vs_white_box(records)["status"] == "SKIP"
+
+
+def test_much_more_and_much_less_use_a_binomial_test_at_the_sample_size():
+    """Issue 12: 4 points of difference is noise on 100 points, real on 2,000
+    (a fixed 3-point tolerance called both real)."""
+    probes = {"fgsm": 0.40, "pgd": 0.44, "pgd_more_steps": 0.40, "pgd_restarts": 0.40,
+              "pgd_eps_1": 0.0}
+    small = [c["status"] for c in audit.check_probes(probes, 10, 0.1, n=100)]
+    large = [c["status"] for c in audit.check_probes(probes, 10, 0.1, n=2000)]
+    assert small == ["PASS"] * 4
+    assert large == ["WARN", "WARN", "WARN", "PASS"]
+    records = [{"attack": "pgd", "eps": 0.1, "accuracy": 0.44, "n": 100},
+               {"attack": "square", "eps": 0.1, "accuracy": 0.40, "n": 100}]
+    assert audit.check_gradient_free_vs_white_box(records)["status"] == "PASS"
+    for r in records:
+        r["n"] = 2000
+    assert audit.check_gradient_free_vs_white_box(records)["status"] == "WARN"
+
+
+def test_audit_is_the_evaluation_module():
+    from atalp_keras import evaluation
+
+    assert audit is evaluation.audit

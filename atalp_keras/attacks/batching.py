@@ -1,0 +1,83 @@
+"""Batched inference: the one place arrays are cut into batches and a
+classifier's logits are computed for them.
+
+``predict_logits(classifier, x, batch_size)`` compiles one ``tf.function`` per
+classifier and image shape (batch dimension free, so no retrace for a new
+batch size) and keeps it for as long as the classifier lives, so repeated
+evaluation, AutoAttack stages and audits do not trace again.
+"""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from atalp_keras.attacks.primitives import model_logits
+
+_COMPILED = weakref.WeakKeyDictionary()
+
+
+def batch_slices(n, batch_size):
+    """``slice`` objects covering ``range(n)`` in order, ``batch_size`` at a time."""
+    batch_size = max(int(batch_size), 1)
+    return [slice(start, start + batch_size) for start in range(0, n, batch_size)]
+
+
+def map_batches(fn, arrays, batch_size, progress=None):
+    """Applies ``fn`` to aligned slices of ``arrays`` and concatenates each output.
+
+    Args:
+        fn: ``fn(*batch) -> array or tuple of arrays``.
+        arrays: Equal-length arrays, sliced together along axis 0.
+        batch_size: Examples per call.
+        progress: Optional `Progress`; advanced by each batch's size.
+
+    Returns:
+        A list with one concatenated numpy array per output of ``fn``.
+    """
+    outs = None
+    for part in batch_slices(len(arrays[0]), batch_size):
+        result = fn(*[a[part] for a in arrays])
+        if not isinstance(result, (tuple, list)):
+            result = (result,)
+        result = [np.asarray(r) for r in result]
+        outs = [[r] for r in result] if outs is None else [o + [r] for o, r in zip(outs, result)]
+        if progress is not None:
+            progress.add(len(result[0]))
+    return [np.concatenate(o, axis=0) for o in outs or []]
+
+
+def compiled_logits(classifier, image_shape):
+    """The cached ``tf.function`` ``x -> float32 logits`` of ``classifier``."""
+    spec = tf.TensorSpec((None,) + tuple(int(d) for d in image_shape), tf.float32)
+    try:
+        per_shape = _COMPILED.setdefault(classifier, {})
+        ref = weakref.ref(classifier)
+    except TypeError:  # not weakly referenceable: compile for this call only
+        per_shape, ref = {}, (lambda: classifier)
+    if spec.shape not in per_shape:
+        # Through a weak reference, so the cache never keeps a model alive.
+        per_shape[spec.shape] = tf.function(lambda xb: model_logits(ref(), xb),
+                                            input_signature=[spec])
+    return per_shape[spec.shape]
+
+
+def predict_logits(classifier, x, batch_size=256):
+    """Logits of ``classifier`` on images ``x`` (numpy, ``(N, K)`` float32).
+
+    Args:
+        classifier: Callable ``classifier(x, training=False) -> logits``.
+        x: Images ``(N, ...)``, float32 in [0, 1].
+        batch_size: Examples per compiled call.
+    """
+    x = np.asarray(x, np.float32)
+    fn = compiled_logits(classifier, x.shape[1:])
+    if len(x) == 0:
+        return np.zeros((0, int(fn.get_concrete_function().structured_outputs.shape[-1])),
+                        np.float32)
+    return map_batches(fn, [x], batch_size)[0]
+
+
+def predict_classes(classifier, x, batch_size=256):
+    """``argmax`` of `predict_logits` (``(N,)`` int)."""
+    return predict_logits(classifier, x, batch_size).argmax(axis=-1)

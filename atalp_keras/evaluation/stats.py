@@ -1,0 +1,62 @@
+"""Exact binomial tail probabilities, for telling a real accuracy difference
+from sampling noise at the evaluation's sample size.
+
+For ``X ~ Binomial(n, p)``:
+
+    P(X = k)  = C(n, k) p^k (1 - p)^(n - k)
+    P(X <= k) = sum_{i=0..k} P(X = i),      P(X >= k) = sum_{i=k..n} P(X = i)
+
+computed in log space (``log C(n, k) = lgamma(n+1) - lgamma(k+1) - lgamma(n-k+1)``)
+so that n in the tens of thousands does not underflow term by term.
+"""
+
+import math
+
+import numpy as np
+
+
+def binomial_pmf(n, p):
+    """``P(X = k)`` for ``k = 0..n`` (numpy array of ``n + 1`` floats)."""
+    n = int(n)
+    k = np.arange(n + 1)
+    if p <= 0.0:
+        return (k == 0).astype(float)
+    if p >= 1.0:
+        return (k == n).astype(float)
+    log_choose = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1)
+                           for i in k])
+    return np.exp(log_choose + k * math.log(p) + (n - k) * math.log1p(-p))
+
+
+def binomial_cdf(k, n, p):
+    """``P(X <= k)`` for ``X ~ Binomial(n, p)``."""
+    if k < 0:
+        return 0.0
+    return float(min(binomial_pmf(n, p)[:int(k) + 1].sum(), 1.0))
+
+
+def binomial_sf(k, n, p):
+    """``P(X >= k)`` for ``X ~ Binomial(n, p)``."""
+    if k <= 0:
+        return 1.0
+    return float(min(binomial_pmf(n, p)[int(k):].sum(), 1.0))
+
+
+def count(accuracy, n):
+    """The number of correct points behind an accuracy measured on ``n``."""
+    return int(round(float(accuracy) * int(n)))
+
+
+def significantly_lower(accuracy, reference, n, alpha=0.05):
+    """One-sided exact binomial test: is ``accuracy`` (measured on ``n``
+    points) below ``reference`` by more than sampling noise?
+
+    The null hypothesis is that the number of correct points is
+    ``Binomial(n, reference)``; it is rejected when ``P(X <= observed) < alpha``.
+    """
+    return binomial_cdf(count(accuracy, n), n, float(reference)) < alpha
+
+
+def significantly_higher(accuracy, reference, n, alpha=0.05):
+    """The other tail: ``P(X >= observed) < alpha`` under ``Binomial(n, reference)``."""
+    return binomial_sf(count(accuracy, n), n, float(reference)) < alpha
