@@ -24,9 +24,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 if __name__ == "__main__":
-    import _quiet_tf
+    from atalp_keras.cli.common import import_tensorflow_quietly
 
-    _quiet_tf.import_tensorflow_quietly()
+    import_tensorflow_quietly()
 
 from absl import app, flags  # noqa: E402
 

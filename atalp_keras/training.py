@@ -45,6 +45,7 @@ from absl import logging
 from atalp_keras import backbones, data, export, methods
 from atalp_keras.attacks.base import check_eps
 from atalp_keras.attacks.pgd import PGDAttack
+from atalp_keras.errors import UsageError
 from atalp_keras.model import ATALPModel
 
 MODEL_NAMES = backbones.names()
@@ -70,12 +71,7 @@ _RUN_OUTPUTS = (FLAGS_FILE, CLASSIFIER_FILE, MODEL_FILE, METRICS_FILE,
                 HISTORY_JSON, HISTORY_CSV, BACKUP_DIR, CHECKPOINT_DIR, LOG_DIR)
 
 
-class ConfigError(ValueError):
-    """Bad user input found before training starts (settings, data, paths).
-
-    The entry points turn it into one line on stderr and exit code 2; errors
-    raised once training runs keep their traceback.
-    """
+ConfigError = UsageError  # The name training used before errors.py.
 
 
 @dataclasses.dataclass

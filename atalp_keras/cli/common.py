@@ -1,0 +1,398 @@
+"""What every command-line entry point shares.
+
+- `quiet_tensorflow`: imports TensorFlow without its import-time notices
+  (callable before anything imports TensorFlow; ``import atalp_keras`` does
+  not).
+- `define_flags` / `dataclass_from_flags`: absl flags generated from a config
+  dataclass, one flag per field whose ``metadata`` holds ``help`` (and
+  optionally ``choices``, ``lower_bound``, ``upper_bound``, ``parser``), so a
+  setting is declared once, in its dataclass.
+- `main_boundary` / `run`: the error boundary. `UsageError` (and a bad flag)
+  becomes ``<program>: error: <message>`` on one line and exit code 2;
+  ``--help`` prints the flags and exits 0; any other exception is a bug and
+  keeps its traceback.
+- Value parsers: `parse_fraction`, `parse_eps`, `parse_image_size`.
+
+Nothing here reads a flag's value outside `dataclass_from_flags`.
+"""
+
+import dataclasses
+import fractions
+import logging
+import math
+import numbers
+import os
+import sys
+import tempfile
+import typing
+
+from absl import flags
+
+from atalp_keras.errors import UsageError
+
+USAGE_ERROR_EXIT_CODE = 2
+HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
+_IMPORT_NOISE = ("oneDNN custom operations are on",
+                 "All log messages before absl::InitializeLog()")
+
+
+# ------------------------------------------------------------ TensorFlow
+
+
+def import_tensorflow_quietly():
+    """TF 2.21 logs a oneDNN notice at import whatever TF_CPP_MIN_LOG_LEVEL
+    says. Drop that notice (only it), so bad input costs one stderr line."""
+    if "tensorflow" in sys.modules or os.environ.get(
+            "TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
+        import tensorflow  # noqa: F401
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            for line in capture.read().decode(errors="replace").splitlines(
+                    keepends=True):
+                if not any(noise in line for noise in _IMPORT_NOISE):
+                    sys.stderr.write(line)
+
+
+def quiet_tensorflow_logs():
+    """TensorFlow's own INFO lines (SavedModel writer) and retracing warnings
+    (one per attack object) drown the run's output; keep its errors only."""
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def quiet_tensorflow():
+    """Selects the TensorFlow backend, imports TensorFlow without its import
+    notices and keeps only its error logs. Call it first in an entry point."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_tensorflow_quietly()
+    quiet_tensorflow_logs()
+
+
+# ---------------------------------------------------------------- values
+
+
+def parse_fraction(text, name="value"):
+    """``"8/255"``, ``"0.0314"`` or ``"3e-2"`` -> float.
+
+    Raises:
+        UsageError: If ``text`` is neither a decimal number nor ``a/b``.
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    text = str(text).strip()
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/", 1)
+            value = fractions.Fraction(numerator.strip()) / fractions.Fraction(
+                denominator.strip())
+            return float(value)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(
+            f"`{name}` must be a decimal number or a fraction such as 8/255. "
+            f"Received: {name}={text!r}"
+        ) from None
+
+
+def parse_eps(text, name="eps"):
+    """Parses ``text`` with `parse_fraction` and checks it is in ``(0, 1]``."""
+    # Imported here: the attacks import TensorFlow, this module must not.
+    from atalp_keras.attacks.base import check_eps
+
+    try:
+        return check_eps(parse_fraction(text, name), name)
+    except UsageError:
+        raise
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def parse_image_size(value, name="image_size"):
+    """``"32"``, ``"32,28"``, ``32``, ``(32, 28)``, ``()``/None -> ``(H, W)``
+    or None (keep the images' size).
+
+    Raises:
+        UsageError: Unless one or two positive integers are given.
+    """
+    received = value
+    if isinstance(value, str):
+        items = [s.strip() for s in value.split(",") if s.strip()]
+        try:
+            value = tuple(int(s) for s in items)
+        except ValueError:
+            raise UsageError(f"`{name}` must be one or two positive integers "
+                             f"(H,W). Received: {name}={received!r}") from None
+    if value is None or value == () or value == [] or value == 0:
+        return None
+    size = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(size) == 1:
+        size = (size[0], size[0])
+    if len(size) != 2 or not all(_is_int(d) and d >= 1 for d in size):
+        raise UsageError(f"`{name}` must be one or two positive integers "
+                         f"(H, W). Received: {name}={received!r}")
+    return tuple(int(d) for d in size)
+
+
+class ValueParser(flags.ArgumentParser):
+    """An absl parser around ``parse(text, name) -> value``; a `UsageError`
+    from it becomes a flag error (one line, exit 2)."""
+
+    def __init__(self, parse, name, syntactic_help=""):
+        self._parse, self.name = parse, name
+        self.syntactic_help = syntactic_help
+
+    def parse(self, argument):
+        if not isinstance(argument, str):
+            return argument
+        try:
+            return self._parse(argument, self.name)
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+
+    def flag_type(self):
+        return getattr(self._parse, "__name__", "value").replace("parse_", "")
+
+
+class EpsParser(ValueParser):
+    """Flag parser for a perturbation size on the [0, 1] pixel scale."""
+
+    def __init__(self, name="eps"):
+        super().__init__(parse_eps, name, "a number in (0, 1], decimal or a "
+                         "fraction such as 8/255")
+
+
+class ItemListParser(flags.ArgumentParser):
+    """Flag parser for ``a,b,c``: a tuple of ``convert(item)``."""
+
+    def __init__(self, convert, name, syntactic_help="comma-separated list"):
+        self.convert, self.name = convert, name
+        self.syntactic_help = syntactic_help
+
+    def parse(self, argument):
+        if isinstance(argument, (list, tuple)):
+            items = list(argument)
+        else:
+            items = [s.strip() for s in str(argument).split(",") if s.strip()]
+        try:
+            return tuple(self.convert(item) for item in items)
+        except UsageError as error:
+            raise ValueError(str(error)) from None
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"`{self.name}` must be comma-separated "
+                f"{getattr(self.convert, '__name__', 'value')} values. "
+                f"Received: {self.name}={argument!r}") from None
+
+    def flag_type(self):
+        return "list"
+
+
+class EpsListParser(ItemListParser):
+    """Flag parser for a comma-separated list of perturbation sizes."""
+
+    def __init__(self, name="eps"):
+        super().__init__(lambda item: parse_eps(item, name), name,
+                         "comma-separated numbers in (0, 1], e.g. 2/255,8/255")
+
+    def parse(self, argument):
+        return list(super().parse(argument))
+
+
+class ListSerializer(flags.ArgumentSerializer):
+    """Serialises a list of numbers as ``a,b,c`` (``repr`` keeps floats exact)."""
+
+    def serialize(self, value):
+        return ",".join(repr(v) if isinstance(v, float) else str(v)
+                        for v in value)
+
+
+# ----------------------------------------------------------------- flags
+
+
+def _field_type(field):
+    """``(base type, optional)`` of a dataclass field (``Optional[X]`` -> X)."""
+    kind = field.type
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is typing.Union and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (typing.get_origin(rest[0]) or rest[0]), True
+    return (typing.get_origin(kind) or kind), False
+
+
+def _item_type(field):
+    """Element type of a ``tuple`` field: ``metadata["item"]`` or str."""
+    return field.metadata.get("item", str)
+
+
+def flag_fields(dataclass_type, exclude=()):
+    """The fields of ``dataclass_type`` that are flags (they have help)."""
+    return [f for f in dataclasses.fields(dataclass_type)
+            if "help" in f.metadata and f.name not in exclude]
+
+
+def define_flags(dataclass_type, exclude=(), flag_values=flags.FLAGS):
+    """Defines one absl flag per help-carrying field of ``dataclass_type``.
+
+    The flag has the field's name, default and help. Its kind follows the
+    metadata and the field type: ``parser`` (``parse(text, name)``) ->
+    a custom flag; ``choices`` -> enum; bool/int/float/str -> the absl flag of
+    that type (with ``lower_bound``/``upper_bound``); ``tuple`` -> a
+    comma-separated list of ``metadata["item"]`` (default str).
+
+    Returns:
+        The names of the flags defined, in field order.
+    """
+    names = []
+    for field in flag_fields(dataclass_type, exclude):
+        _define_flag(field, flag_values)
+        names.append(field.name)
+    return names
+
+
+def _define_flag(field, flag_values):
+    meta, name = field.metadata, field.name
+    kind, _ = _field_type(field)
+    default = field.default
+    if default is dataclasses.MISSING:
+        default = field.default_factory()
+    bounds = {key: meta[key] for key in ("lower_bound", "upper_bound")
+              if key in meta}
+    common = dict(flag_values=flag_values)
+    if "parser" in meta:
+        flags.DEFINE(ValueParser(meta["parser"], name), name, default,
+                     meta["help"], serializer=_serializer(kind), **common)
+    elif "choices" in meta:
+        flags.DEFINE_enum(name, default, list(meta["choices"]), meta["help"],
+                          **common)
+    elif kind is bool:
+        flags.DEFINE_boolean(name, default, meta["help"], **common)
+    elif kind is int:
+        flags.DEFINE_integer(name, default, meta["help"], **bounds, **common)
+    elif kind is float:
+        flags.DEFINE_float(name, default, meta["help"], **bounds, **common)
+    elif kind in (tuple, list):
+        item = _item_type(field)
+        flags.DEFINE(ItemListParser(item, name, f"comma-separated "
+                                    f"{item.__name__} values"), name,
+                     default, meta["help"], serializer=ListSerializer(),
+                     **common)
+    else:
+        flags.DEFINE_string(name, default, meta["help"], **common)
+
+
+def _serializer(kind):
+    return ListSerializer() if kind in (tuple, list) else \
+        flags.ArgumentSerializer()
+
+
+def dataclass_from_flags(cls, flag_values=flags.FLAGS, exclude=(), **extra):
+    """``cls(**values)`` from the parsed flags of `define_flags` (plus
+    ``extra`` keyword values for fields that are not flags)."""
+    values = {f.name: flag_values[f.name].value
+              for f in flag_fields(cls, exclude)}
+    for field in flag_fields(cls, exclude):
+        if isinstance(values[field.name], list):
+            values[field.name] = tuple(values[field.name])
+    values.update(extra)
+    return cls(**values)
+
+
+def flags_to_text(flag_values, names):
+    """A replayable flagfile body: one ``--name=value`` line per set flag."""
+    lines = []
+    for name in names:
+        flag = flag_values[name]
+        if flag.value is None:
+            continue
+        if isinstance(flag.value, float) and not math.isfinite(flag.value):
+            continue
+        text = flag.serialize()
+        if text:
+            lines.append(text)
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------- error boundary
+
+
+def one_line(message):
+    """Collapses a (possibly multi-line) message into a single line."""
+    return " ".join(str(message).split())
+
+
+def fail(program, message):
+    """Prints ``program: error: message`` as one line and exits with code 2."""
+    sys.stderr.write(f"{program}: error: {one_line(message)}\n")
+    sys.stderr.flush()
+    raise SystemExit(USAGE_ERROR_EXIT_CODE)
+
+
+def _program():
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else \
+        "atalp"
+
+
+def help_text(flag_values, program, full=False):
+    """The flags' help: those of this project (``full``: absl's as well)."""
+    modules = flag_values.flags_by_module_dict()
+    shown = [m for m in modules if full or not m.startswith("absl")]
+    body = "\n\n".join(flag_values.module_help(m) for m in shown)
+    return f"{program}\n\n{body}\n"
+
+
+def parse_flags(argv, flag_values=flags.FLAGS, program=None):
+    """Parses ``argv`` into ``flag_values``. ``--help`` prints the flags on
+    stdout and exits 0; a bad flag or an unreadable ``--flagfile`` ends the
+    program with one line and exit code 2 (absl alone prints two lines and
+    exits 1). This is the ``flags_parser`` given to ``app.run``."""
+    program = program or _program()
+    if any(arg in HELP_ARGS for arg in argv[1:]):
+        sys.stdout.write(help_text(flag_values, program,
+                                   full="--helpfull" in argv[1:]))
+        raise SystemExit(0)
+    try:
+        return flag_values(argv)
+    except flags.Error as error:
+        fail(program, error)
+
+
+def main_boundary(fn, program=None):
+    """Wraps an entry point's ``main``: a `UsageError` becomes one stderr line
+    and exit code 2; every other exception propagates (a bug: traceback)."""
+
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UsageError as error:
+            fail(program or _program(), error)
+
+    wrapped.__name__ = getattr(fn, "__name__", "main")
+    wrapped.__doc__ = fn.__doc__
+    wrapped.__wrapped__ = fn
+    return wrapped
+
+
+def run(main, program=None, flag_values=flags.FLAGS, quiet=True):
+    """Runs ``main(argv)`` as a program with absl: TensorFlow quieted first
+    (``quiet``), flags parsed by `parse_flags`, ``main`` inside
+    `main_boundary`."""
+    from absl import app
+
+    if quiet:
+        quiet_tensorflow()
+    program = program or _program()
+    app.run(main_boundary(main, program),
+            flags_parser=lambda argv: parse_flags(argv, flag_values, program))
