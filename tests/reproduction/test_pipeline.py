@@ -100,7 +100,8 @@ def test_fmnist_preset_end_to_end_on_tiny_idx_files(tmp_path):
     report = tmp_path / "docs" / "results_fmnist.md"
     args = ["--preset=fmnist", "--quick", f"--dataset=idx:{data_dir}", "--epochs=1",
             "--batch_size=16", "--tiny_widths=4,4,4,4", "--methods=pat,at_alp",
-            "--more_seeds=1", "--source_methods=at_alp", "--also_eps=0.3",
+            "--more_seeds=1", "--more_seeds_methods=at_alp", "--source_methods=at_alp",
+            "--also_eps=0.3",
             "--also_eps_methods=pat", "--at_weights=0.03", "--alp_weights=0.5",
             "--sweep_train_examples=40", "--val_fraction=0.25", "--max_val_examples=10",
             "--num_test=20", "--pgd_steps=2", "--pgd_restarts=1", "--square_queries=20",
