@@ -24,6 +24,8 @@ setup(
     description="Adversarial training with Attention and Adversarial Logit Pairing "
                 "(AT + ALP) for Keras 3, with honest robustness evaluation.",
     packages=find_packages(include=["atalp_keras", "atalp_keras.*"]),
+    # The reproduction report's prose lives in Markdown templates beside its code.
+    package_data={"atalp_keras.reproduction": ["templates/*.md"]},
     python_requires=">=3.10",
     install_requires=REQUIRED,
     entry_points={

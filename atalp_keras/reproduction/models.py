@@ -1,0 +1,136 @@
+"""Training of the reproduction's models: the main models of every method and
+seed, their gray-box and black-box transfer sources, and the reuse of models
+an earlier invocation finished (or the continuation of a killed one)."""
+
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+
+from atalp_keras import artifacts
+from atalp_keras.errors import UsageError
+from atalp_keras.reproduction.common import count, load_json, log
+
+# TrainConfig fields a reused model must share with the one asked for.
+COMPARED_CONFIG = ("dataset", "data_seed", "max_train_examples", "augment", "model",
+                   "tiny_widths", "method", "eps", "step_size", "num_steps", "at_weight",
+                   "alp_weight", "epochs", "batch_size", "optimizer", "learning_rate",
+                   "momentum", "lr_schedule", "weight_decay", "seed")
+
+
+def recipe_at(s, eps=None):
+    """The recipe with the training radius ``eps`` (step scaled with it)."""
+    recipe = dict(s.recipe)
+    if eps is not None and float(eps) != float(recipe["eps"]):
+        if recipe.get("step_size") is not None:
+            recipe["step_size"] = float(eps) * (recipe["step_size"] / recipe["eps"])
+        recipe["eps"] = float(eps)
+    return recipe
+
+
+def train_config(s, method, seed, model_dir, eps=None, **overrides):
+    """The `TrainConfig` of one model: the recipe at ``eps`` plus ``overrides``
+    (TrainConfig names; None values are left at TrainConfig's default)."""
+    from atalp_keras.training import TrainConfig
+
+    values = recipe_at(s, eps)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(method=method, seed=seed, model_dir=model_dir, eval_pgd_steps=0,
+                       export=False, **values)
+
+
+def main_dir(s, method, seed, eps=None):
+    return os.path.join(s.out_for(eps if eps is not None else s.eps), "models", method,
+                        f"seed{seed}")
+
+
+def train_model(config, label, ledger=None):
+    """Trains ``config`` unless its folder holds that finished model already.
+
+    Returns:
+        ``(metrics, reused)``.
+
+    Raises:
+        UsageError: If the folder holds a model trained with other settings.
+    """
+    from atalp_keras import training
+
+    wanted = json.loads(json.dumps(dataclasses.asdict(config.validate()), default=str))
+    folder = artifacts.RunFolder(config.model_dir)
+    if os.path.isfile(folder.metrics) and os.path.isfile(folder.classifier):
+        metrics = load_json(folder.metrics)
+        stored = metrics.get("config", {})
+        for key in COMPARED_CONFIG:
+            if stored.get(key) != wanted.get(key):
+                raise UsageError(
+                    f"{config.model_dir} holds a model trained with {key}={stored.get(key)!r}, "
+                    f"but this run wants {key}={wanted.get(key)!r}. Use another --out (or "
+                    f"delete that folder) to train with the new settings.")
+        log(f"reuse {label} ({config.model_dir})")
+        count(ledger, "reused", metrics.get("seconds", 0.0), "train_seconds")
+        return metrics, True
+    started = time.time()
+    metrics = training.train(config)
+    log(f"trained {label}: {time.time() - started:.0f} s, clean test accuracy "
+        f"{100 * metrics['test']['accuracy']:.1f}%")
+    import keras
+
+    keras.backend.clear_session()
+    count(ledger, "trained", metrics.get("seconds", 0.0), "train_seconds")
+    return metrics, False
+
+
+def epoch_seconds(metrics):
+    """``(first, steady)``: the first epoch (includes graph tracing) and the
+    mean of the later ones (the per-epoch cost)."""
+    seconds = [row["seconds"] for row in metrics.get("history", []) if "seconds" in row]
+    if not seconds:
+        return None, None
+    steady = seconds[1:] or seconds
+    return float(seconds[0]), float(np.mean(steady))
+
+
+def method_weights(method, chosen):
+    """The swept loss weights a method trains with (``chosen`` from the sweep)."""
+    if not chosen:
+        return {}
+    if method == "at_alp":
+        return {"at_weight": chosen["at_weight"], "alp_weight": chosen["alp_weight"]}
+    if method == "at":
+        return {"at_weight": chosen["at_weight"]}
+    return {}
+
+
+def train_method(s, method, seeds, eps, chosen, ledger, sources=True):
+    """Trains one method's main models (and its sources when ``sources``).
+
+    Returns:
+        ``(entries, source_dirs, metrics_by_role)``: one entry per main model
+        (name, method, seed, dir, eps), ``{"gray"|"black": (label, dir)}`` and
+        ``{"main": [...], "gray": m, "black": m}``.
+    """
+    weights = method_weights(method, chosen)
+    entries, metrics = [], {"main": []}
+    for seed in seeds:
+        model_dir = main_dir(s, method, seed, eps)
+        m, _ = train_model(train_config(s, method, seed, model_dir, eps, **weights),
+                           f"{method} seed {seed} (eps {eps:g})", ledger)
+        metrics["main"].append(m)
+        entries.append({"name": f"{method}_seed{seed}", "method": method, "seed": seed,
+                        "dir": model_dir, "eps": eps})
+    source_dirs = {}
+    if sources:
+        folder = os.path.dirname(main_dir(s, method, 0, eps))
+        gray = os.path.join(folder, f"gray_seed{s.source_seed}")
+        black = os.path.join(folder, f"black_{s.blackbox_model}_seed{s.source_seed}")
+        metrics["gray"], _ = train_model(
+            train_config(s, method, s.source_seed, gray, eps, **weights),
+            f"{method} gray source", ledger)
+        metrics["black"], _ = train_model(
+            train_config(s, method, s.source_seed, black, eps, model=s.blackbox_model,
+                         **weights), f"{method} black source", ledger)
+        source_dirs = {"gray": (f"{method}_gray_seed{s.source_seed}", gray),
+                       "black": (f"{method}_black_{s.blackbox_model}", black)}
+    return entries, source_dirs, metrics

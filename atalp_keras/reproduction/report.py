@@ -1,0 +1,239 @@
+"""The Markdown report: tables built from the measured numbers, filled into
+the templates in ``templates/`` (the prose lives there, not here)."""
+
+import os
+import platform
+import string
+
+import numpy as np
+
+from atalp_keras.reproduction import discussion, presets
+from atalp_keras.reproduction.common import fmt_eps, fmt_weight
+from atalp_keras.reproduction.stats import Stat, seconds_cell
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+COLUMNS = ("clean", "fgsm", "pgd", "autoattack", "square", "rays", "worst-case")
+
+
+def fill(name, **values):
+    """``templates/<name>.md`` with its ``${placeholders}`` filled."""
+    with open(os.path.join(TEMPLATES, f"{name}.md")) as handle:
+        return string.Template(handle.read()).substitute(values)
+
+
+def md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def aggregate(values_by_model, methods, n):
+    """``{method: {(metric, eps): Stat}}`` from ``[(method, values)]``."""
+    table = {}
+    for method in methods:
+        per_seed = [v for m, v in values_by_model if m == method]
+        keys = set().union(*per_seed) if per_seed else set()
+        table[method] = {key: Stat([v[key] for v in per_seed if key in v], n) for key in keys}
+    return table
+
+
+def machine_info():
+    import keras
+    import tensorflow as tf
+
+    cpu = "unknown"
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle
+                     if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
+                "keras": keras.__version__, "numpy": np.__version__}
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "gpus": gpus or ["none"],
+            "versions": versions}
+
+
+def run_facts(s, run, machine):
+    ledger, timings = run["ledger"], run["timings"]
+    trained, reused = ledger.get("trained", 0), ledger.get("reused", 0)
+    evaluated, eval_reused = ledger.get("evaluated", 0), ledger.get("eval_reused", 0)
+    outs = ", ".join(f"`{s.out_for(e)}`" for e in [s.eps] + list(s.also_eps))
+    return "\n".join([
+        f"- Date: {run['started_at']}; this invocation took {run['total'] / 60:.1f} min ("
+        + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()) + ")",
+        f"- Compute behind the numbers (summed from the per-model files, whichever invocation "
+        f"made them): training {ledger.get('train_seconds', 0.0) / 60:.1f} min for "
+        f"{trained + reused} models ({reused} reused), evaluation "
+        f"{ledger.get('eval_seconds', 0.0) / 60:.1f} min for {evaluated + eval_reused} models "
+        f"({eval_reused} reused)",
+        f"- Machine: {machine['nproc']} CPU cores ({machine['cpu']}), GPUs: "
+        f"{', '.join(machine['gpus'])}; load average {run['load'][0]:.1f} at the start and "
+        f"{run['load'][1]:.1f} at the end (other jobs share these cores: times are upper bounds)",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+        + f"; git commit `{run['commit']}`",
+        f"- Outputs: {outs} (models, `eval/*.json` per model, `sweep.json`, `summary.json`), "
+        f"figures in `{s.figures_dir}`"])
+
+
+def settings_table(s, info, n):
+    r = s.recipe
+    seeds = "; ".join(f"{m}: {', '.join(map(str, s.seeds_of(m)))}" for m in s.methods)
+    rows = [
+        ["data", f"`{r['dataset']}` ({info.name}): {info.num_train} training images, {n} test "
+                 f"images attacked, {info.num_classes} classes, shape {tuple(info.input_shape)}"],
+        ["main models", f"`{r['model']}`, seeds {seeds}"],
+        ["sources", f"gray box: same architecture and method, seed {s.source_seed}; black box: "
+                    f"`{s.blackbox_model}`, same method, seed {s.source_seed}; for "
+                    + ", ".join(f"`{m}`" for m in s.methods if s.has_sources(m))],
+        ["training recipe (TrainConfig, all models)",
+         ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("dataset", "model"))],
+        ["further radii", ", ".join(f"eps {fmt_eps(e)}: "
+                                    + ", ".join(f"`{m}`" for m in s.also_eps_methods)
+                                    for e in s.also_eps) or "none"],
+        ["evaluation radii", ", ".join(fmt_eps(e) for e in s.eval_eps)],
+    ]
+    return md_table(["setting", "value"], rows)
+
+
+def attack_settings(s, num_classes):
+    t = max(1, min(9, num_classes - 1))
+    aa = (f"APGD-CE (100 steps), APGD-T ({t} targets x 100 steps), FAB-T ({t} targets x 100 "
+          "steps), Square (5000 queries)" if s.autoattack == "standard"
+          else f"APGD-CE (100 steps), APGD-T ({t} targets x 100 steps)")
+    lines = [
+        "FGSM: one signed-gradient step of size eps, no random start",
+        f"PGD-{s.pgd_steps}x{s.pgd_restarts}: {s.pgd_steps} steps of {2.5 / s.pgd_steps:g}*eps, "
+        f"random start, {s.pgd_restarts} restarts (worst per image)",
+        f"AutoAttack {s.autoattack}: {aa}",
+        f"RayS: hard-label, {s.rays_queries} queries per image, early stop at eps",
+        f"gray/black box: PGD-k with step {fmt_eps(s.iter_step_size)}, random start, 1 restart, "
+        "made on the source model and evaluated on the target"]
+    if s.square_queries:
+        lines.insert(3, f"Square: score-based, {s.square_queries} queries per image")
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def results_tables(s, agg, methods, eval_eps, n, kmax):
+    blocks = []
+    for eps in eval_eps:
+        keys = [c for c in COLUMNS if any((c, eps) in agg[m] for m in methods)]
+        keys += [f"gray@{kmax}", f"black@{kmax}"]
+        header = ["method"] + [k.replace("@", " PGD-") for k in keys]
+        if any(("clean_all", eps) in agg[m] for m in methods):
+            header.insert(1, "clean (all test)")
+        rows = []
+        for m in methods:
+            cells = [agg[m].get((k, eps), Stat([], n)).cell(interval=True) for k in keys]
+            if len(header) > len(keys) + 1:
+                cells.insert(0, agg[m].get(("clean_all", eps), Stat([], 1)).cell())
+            rows.append([f"`{m}`"] + cells)
+        blocks.append(f"### eps = {fmt_eps(eps)} (n = {n} test images)\n\n"
+                      + md_table(header, rows))
+    return "\n\n".join(blocks)
+
+
+def _mean_cell(stat):
+    if stat is None or not stat.values:
+        return "-"
+    return f"{stat.mean:.3f}" + (f" ± {stat.std:.3f}" if stat.std is not None else "")
+
+
+def distance_table(s, agg, methods, eval_eps):
+    rows = [[f"`{m}`"] + [_mean_cell(agg[m].get(("rays_distance", e))) for e in eval_eps]
+            for m in methods]
+    return md_table(["method"] + [f"eps {fmt_eps(e)}" for e in eval_eps], rows)
+
+
+def iterations_tables(s, agg, methods, eval_eps, n):
+    blocks = []
+    for eps in eval_eps:
+        rows = [[f"`{m}`", threat] + [agg[m].get((f"{threat}@{k}", eps), Stat([], n)).cell()
+                                      for k in s.iterations]
+                for m in methods for threat in ("white", "gray", "black")
+                if any((f"{threat}@{k}", eps) in agg[m] for k in s.iterations)]
+        blocks.append(f"eps = {fmt_eps(eps)}, n = {n}:\n\n"
+                      + md_table(["method", "threat"] + [f"k={k}" for k in s.iterations], rows))
+    return "\n\n".join(blocks)
+
+
+def training_table(runs):
+    rows = []
+    for run in runs:
+        for method, t in run["training"].items():
+            rows.append([f"`{method}`", fmt_eps(run["eps"]), t["weights"],
+                         seconds_cell(t["steady"]), seconds_cell(t["first"]),
+                         t["clean"].cell()])
+    return md_table(["method", "train eps", "loss weights (nat/adv/alp/at/beta)", "s/epoch",
+                     "first epoch s", "final clean test %"], rows)
+
+
+def sweep_section(sweep):
+    if not sweep:
+        return ""
+    rows = [[",".join(map(str, g["stages"])), fmt_weight(g["at_weight"]),
+             fmt_weight(g["alp_weight"]), f"{100 * g['val_clean']:.1f}",
+             f"{100 * g['val_robust']:.1f}", g["val_n"],
+             "**chosen**" if (g["at_weight"], g["alp_weight"]) == (
+                 sweep["chosen"]["at_weight"], sweep["chosen"]["alp_weight"]) else ""]
+            for g in sweep["grid"]]
+    return fill("sweep", train_examples=sweep["train_examples"], epochs=sweep["epochs"],
+                val_examples=sweep["val_examples"], val_scored=sweep["val_scored"],
+                seed=sweep["seed"], criterion=sweep["criterion"],
+                preset_alp=fmt_weight(sweep["preset"]["alp_weight"]),
+                grid_table=md_table(["stage", "at_weight", "alp_weight", "val clean %",
+                                     "val PGD-20 %", "n", ""], rows),
+                at_weight=fmt_weight(sweep["chosen"]["at_weight"]),
+                alp_weight=fmt_weight(sweep["chosen"]["alp_weight"]))
+
+
+def published_section(s, aggs):
+    rows = []
+    for p in presets.published(s.preset):
+        agg = aggs.get(p["eps"], {}).get(p["method"])
+        ours = [agg.get((k, p["eps"]), Stat([], 1)).cell() if agg else "-"
+                for k in ("clean", "autoattack", "worst-case")]
+        rows.append([fmt_eps(p["eps"]), f"`{p['method']}`", p["source"], f"{p['clean']:.1f}",
+                     f"{p['robust']:.1f} ({p['robust_note']})"] + ours)
+    if not rows:
+        return ""
+    return fill("published", model=s.recipe["model"], published_table=md_table(
+        ["eps", "method", "published (source)", "their clean %", "their robust %",
+         "our clean %", "our AutoAttack %", "our worst case %"], rows)) + "\n"
+
+
+def figures_section(s, figures):
+    report_dir = os.path.dirname(os.path.abspath(s.report))
+    lines = []
+    for key, path in figures.items():
+        rel = os.path.relpath(os.path.abspath(path), report_dir)
+        lines.append(f"**{discussion.CAPTIONS.get(key, key)}** (`{rel}`)\n\n![{key}]({rel})\n")
+    return "\n".join(lines)
+
+
+def write_report(s, info, runs, figures, sweep, argv, machine):
+    """Fills templates/report.md; ``runs``: one dict per training radius."""
+    main = runs[0]
+    n, kmax = main["n"], s.iterations[-1]
+    aggs = {run["eps"]: run["agg"] for run in runs}
+    tables = []
+    for run in runs:
+        eval_eps = s.eval_eps if run is main else (run["eps"],)
+        tables.append(results_tables(s, run["agg"], list(run["agg"]), eval_eps, run["n"], kmax))
+    text = fill(
+        "report", title="AT+ALP reproduction report" + (" (QUICK VARIANT)" if s.quick else ""),
+        quick_note=fill("quick") if s.quick else "", command=" ".join(argv),
+        run_facts=run_facts(s, main, machine), settings_table=settings_table(s, info, n),
+        sweep_section=sweep_section(sweep), training_table=training_table(runs),
+        attack_settings=attack_settings(s, info.num_classes), results_tables="\n\n".join(tables),
+        distance_table=distance_table(s, main["agg"], list(main["agg"]), s.eval_eps),
+        iterations_tables=iterations_tables(s, main["agg"], list(main["agg"]), s.eval_eps, n),
+        published_section=published_section(s, aggs),
+        audit_section=discussion.audit_section(runs), figures=figures_section(s, figures),
+        discussion="\n\n".join(discussion.paragraphs(s, runs, sweep)))
+    folder = os.path.dirname(s.report)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(s.report, "w") as handle:
+        handle.write(text)
+    return s.report
