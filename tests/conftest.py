@@ -5,9 +5,20 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+# The bench's modules live in bench/speedlib (bench/ is not a package). This
+# lives here, not in a tests/bench/conftest.py: a second top-level module named
+# conftest would shadow this one for `from conftest import ...`.
+_BENCH = Path(__file__).resolve().parents[1] / "bench"
+if str(_BENCH) not in sys.path:
+    sys.path.insert(0, str(_BENCH))
 
 
 def pytest_configure(config):
