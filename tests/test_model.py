@@ -186,7 +186,8 @@ def test_wrong_input_shape_is_refused(compiled):
     with pytest.raises(ValueError, match=r"\(8, 8, 1\)|8, 8, 1"):
         compiled.fit(x, y, verbose=0)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
-    with pytest.raises(ValueError, match="Expected images of shape"):
+    # Now caught on the pipeline's first batch, before tracing (issue 10, item 13).
+    with pytest.raises(UsageError, match=r"First batch.*shape \(N, 8, 8, 1\)"):
         compiled.fit(ds, verbose=0)
 
 
