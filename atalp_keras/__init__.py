@@ -38,7 +38,21 @@ _PUBLIC = {
 _SUBMODULES = ("attacks", "attention", "backbones", "features", "losses",
                "methods", "model")
 
-__all__ = sorted(_PUBLIC) + list(_SUBMODULES)
+__all__ = sorted(_PUBLIC) + list(_SUBMODULES) + ["load_model"]
+
+
+def load_model(path, **kwargs):
+    """`keras.models.load_model` with this package's classes registered.
+
+    A bare ``import atalp_keras`` registers nothing with Keras (it imports no
+    TensorFlow), so a saved `ATALPModel` or a backbone's layers load through
+    this function, or after ``import atalp_keras.model``.
+    """
+    import keras
+
+    importlib.import_module("atalp_keras.model")  # Registers ATALPModel.
+    importlib.import_module("atalp_keras.backbones")  # And the backbone layers.
+    return keras.models.load_model(path, **kwargs)
 
 
 def __getattr__(name):
