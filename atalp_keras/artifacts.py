@@ -24,6 +24,7 @@ METRICS_FILE = "metrics.json"
 FLAGS_FILE = "flags.txt"
 CARD_FILE = "model_card.json"
 CONFIG_FILE = "run_config.json"
+LOCK_FILE = "run.lock"
 HISTORY_JSON = "history.json"
 HISTORY_CSV = "history.csv"
 BACKUP_DIR = "backup"
@@ -34,10 +35,11 @@ EVAL_DIR = "eval"
 LAST_CHECKPOINT = "last.keras"
 BEST_CHECKPOINT = "best.keras"
 
-# What a new training run replaces in a folder holding a finished run.
-TRAINING_OUTPUTS = (FLAGS_FILE, CARD_FILE, CLASSIFIER_FILE, MODEL_FILE,
-                    METRICS_FILE, HISTORY_JSON, HISTORY_CSV, BACKUP_DIR,
-                    CHECKPOINT_DIR, LOG_DIR)
+# What ``--overwrite`` clears before a run starts over (exports, which live
+# elsewhere, and the other workers' folders stay).
+TRAINING_OUTPUTS = (FLAGS_FILE, CARD_FILE, CONFIG_FILE, CLASSIFIER_FILE,
+                    MODEL_FILE, METRICS_FILE, HISTORY_JSON, HISTORY_CSV,
+                    BACKUP_DIR, CHECKPOINT_DIR, LOG_DIR)
 
 
 class RunFolder:
@@ -62,6 +64,7 @@ class RunFolder:
     flags = property(lambda self: self.join(FLAGS_FILE))
     card = property(lambda self: self.join(CARD_FILE))
     config = property(lambda self: self.join(CONFIG_FILE))
+    lock = property(lambda self: self.join(LOCK_FILE))
     history_json = property(lambda self: self.join(HISTORY_JSON))
     history_csv = property(lambda self: self.join(HISTORY_CSV))
     backup = property(lambda self: self.join(BACKUP_DIR))

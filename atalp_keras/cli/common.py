@@ -7,7 +7,8 @@
   dataclass, one flag per field whose ``metadata`` holds ``help`` (and
   optionally ``choices``, ``lower_bound``, ``upper_bound``, ``parser``), so a
   setting is declared once, in its dataclass.
-- `main_boundary` / `run`: the error boundary. `UsageError` (and a bad flag)
+- `main_boundary` / `run`: the error boundary (`atalp_keras.cli.boundary`,
+  re-exported here). `UsageError` (and a bad flag)
   becomes ``<program>: error: <message>`` on one line and exit code 2;
   ``--help`` prints the flags and exits 0; any other exception is a bug and
   keeps its traceback.
@@ -28,10 +29,11 @@ import typing
 
 from absl import flags
 
+from atalp_keras.cli.boundary import (  # noqa: F401  (re-exported)
+    HELP_ARGS, USAGE_ERROR_EXIT_CODE, fail, flag_spelling, help_text,
+    main_boundary, one_line, parse_flags)
 from atalp_keras.errors import UsageError
 
-USAGE_ERROR_EXIT_CODE = 2
-HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
 _IMPORT_NOISE = ("oneDNN custom operations are on",
                  "All log messages before absl::InitializeLog()")
 
@@ -62,10 +64,33 @@ def import_tensorflow_quietly():
                     sys.stderr.write(line)
 
 
+class _LibraryInfoFilter(logging.Filter):
+    """Drops INFO (and DEBUG) records that TensorFlow or Keras log through
+    absl (``signature_serialization``, ``Sharding callback``, ``Writing
+    fingerprint`` on every SavedModel write) while absl's verbosity is the
+    default; the package's own INFO lines and every warning stay."""
+
+    _SOURCES = tuple(os.sep + name + os.sep
+                     for name in ("tensorflow", "keras", "tf_keras"))
+
+    def filter(self, record):
+        from absl import logging as absl_logging
+
+        if record.levelno >= logging.WARNING or \
+                absl_logging.get_verbosity() > absl_logging.INFO:
+            return True
+        return not any(source in record.pathname for source in self._SOURCES)
+
+
 def quiet_tensorflow_logs():
     """TensorFlow's own INFO lines (SavedModel writer) and retracing warnings
     (one per attack object) drown the run's output; keep its errors only."""
+    from absl import logging as absl_logging
+
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    handler = absl_logging.get_absl_handler()
+    if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
+        handler.addFilter(_LibraryInfoFilter())
 
 
 def quiet_tensorflow():
@@ -326,63 +351,6 @@ def flags_to_text(flag_values, names):
 
 
 # -------------------------------------------------------- error boundary
-
-
-def one_line(message):
-    """Collapses a (possibly multi-line) message into a single line."""
-    return " ".join(str(message).split())
-
-
-def fail(program, message):
-    """Prints ``program: error: message`` as one line and exits with code 2."""
-    sys.stderr.write(f"{program}: error: {one_line(message)}\n")
-    sys.stderr.flush()
-    raise SystemExit(USAGE_ERROR_EXIT_CODE)
-
-
-def _program():
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else \
-        "atalp"
-
-
-def help_text(flag_values, program, full=False):
-    """The flags' help: those of this project (``full``: absl's as well)."""
-    modules = flag_values.flags_by_module_dict()
-    shown = [m for m in modules if full or not m.startswith("absl")]
-    body = "\n\n".join(flag_values.module_help(m) for m in shown)
-    return f"{program}\n\n{body}\n"
-
-
-def parse_flags(argv, flag_values=flags.FLAGS, program=None):
-    """Parses ``argv`` into ``flag_values``. ``--help`` prints the flags on
-    stdout and exits 0; a bad flag or an unreadable ``--flagfile`` ends the
-    program with one line and exit code 2 (absl alone prints two lines and
-    exits 1). This is the ``flags_parser`` given to ``app.run``."""
-    program = program or _program()
-    if any(arg in HELP_ARGS for arg in argv[1:]):
-        sys.stdout.write(help_text(flag_values, program,
-                                   full="--helpfull" in argv[1:]))
-        raise SystemExit(0)
-    try:
-        return flag_values(argv)
-    except flags.Error as error:
-        fail(program, error)
-
-
-def main_boundary(fn, program=None):
-    """Wraps an entry point's ``main``: a `UsageError` becomes one stderr line
-    and exit code 2; every other exception propagates (a bug: traceback)."""
-
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UsageError as error:
-            fail(program or _program(), error)
-
-    wrapped.__name__ = getattr(fn, "__name__", "main")
-    wrapped.__doc__ = fn.__doc__
-    wrapped.__wrapped__ = fn
-    return wrapped
 
 
 def run(main, program=None, flag_values=flags.FLAGS, quiet=True):

@@ -7,10 +7,13 @@ another preset), then exports it.
 
 The flags are generated from `atalp_keras.training.TrainConfig` (one per
 field, same name), plus the options of this command below. Writes into
---model_dir: flags.txt (replayable: --flagfile=<model_dir>/flags.txt, with the
-git commit), model_card.json, backup/ (an interrupted run started again with
-the same flags resumes from its last finished epoch),
-checkpoints/{last,best}.keras, logs/ (TensorBoard), history.{json,csv},
+--model_dir: run_config.json (the run's settings), flags.txt (replayable:
+--flagfile=<model_dir>/flags.txt, with the git commit), model_card.json,
+backup/ (an interrupted run started again with the same settings resumes from
+its last finished epoch; only a longer --epochs and other --verbose,
+--overwrite and --export* values are accepted, other settings are refused
+with the list of differences), run.lock (while it trains: a second process
+on the folder is refused), checkpoints/{last,best}.keras, logs/ (TensorBoard), history.{json,csv},
 classifier.keras (the logits model), model.keras (the training model),
 metrics.json. Exports a SavedModel for TF Serving to
 --export_dir/<export_name>/<version>/.
@@ -85,9 +88,15 @@ def _run(argv, flag_values=flags.FLAGS):
     return result
 
 
+def _flag_names():
+    from atalp_keras.training import TrainConfig
+
+    return [f.name for f in common.flag_fields(TrainConfig)]
+
+
 # Runs training with the parsed flags and returns the metrics dict (as in
-# metrics.json); bad input exits 2 with one line.
-run = common.main_boundary(_run, PROGRAM)
+# metrics.json); bad input exits 2 with one line, in the flags' spelling.
+run = common.main_boundary(_run, PROGRAM, flag_names=_flag_names)
 
 
 def main(argv=None):

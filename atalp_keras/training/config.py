@@ -25,6 +25,15 @@ WEIGHTS = ("none", "imagenet")
 IMAGENET_MODELS = ("resnet50", "resnet101", "resnet152")
 
 
+# The settings that cannot change the trained weights: a run folder's record
+# (run_folder.check_run_dir) ignores them, so an interrupted run may resume
+# with other values. ``epochs`` may also grow (see GROWING_SETTINGS); every
+# other setting must equal the recorded one.
+NON_WEIGHT_SETTINGS = ("verbose", "flags_text", "overwrite", "model_dir",
+                       "export", "export_dir", "export_name", "export_version")
+GROWING_SETTINGS = ("epochs",)
+
+
 def model_names():
     """The backbone names ``model`` accepts (the backbone registry's)."""
     from atalp_keras import backbones
@@ -162,11 +171,14 @@ class TrainConfig:
         "attacks.", lower_bound=0)
     # Outputs.
     model_dir: str = setting(
-        "runs/default", "Folder of the run's files. Starting again with the "
-        "same folder resumes an interrupted run; a finished run is refused "
-        "unless --overwrite.")
+        "runs/default", "Folder of the run's files; it belongs to one "
+        "configuration (run_config.json). Starting again with the same "
+        "settings (a longer --epochs, other --verbose and --export* values "
+        "allowed) resumes an interrupted run; other settings, a finished run "
+        "and a folder another process trains in are refused.")
     overwrite: bool = setting(
-        False, "Start over in a --model_dir that holds a finished run.")
+        False, "Start over in --model_dir: its run (backup, checkpoints, "
+        "logs, history, metrics, record) is cleared first; exports stay.")
     export: bool = setting(
         True, "Export a SavedModel for TF Serving at the end.")
     export_dir: str = setting(

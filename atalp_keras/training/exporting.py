@@ -6,12 +6,21 @@ free (checked before training starts).
 """
 
 import os
+import re
+import shutil
 
 import keras
+from absl import logging
 
 from atalp_keras import export
 from atalp_keras.errors import UsageError
 from atalp_keras.training.config import model_names
+from atalp_keras.training.run_folder import check_writable
+from atalp_keras.training.run_lock import pid_alive
+
+# The folder export.export_saved_model writes a version into before renaming
+# it: ``.tmp-<version>-<pid>``.
+_TEMP_EXPORT = re.compile(r"^\.tmp-\d+-(\d+)$")
 
 
 def export_base(config, info):
@@ -28,11 +37,13 @@ def export_base(config, info):
 
 
 def check_export_target(base_dir, version):
-    """Refuses an export folder that is a file or a taken version."""
+    """Refuses an export folder that is a file, cannot be written or
+    holds the requested version."""
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise UsageError(
             f"The export folder '{base_dir}' is a file; it must be a folder of "
             f"numbered versions. Received: export folder {base_dir!r}")
+    check_writable(base_dir, "export_dir")
     if version and os.path.exists(os.path.join(base_dir, str(version))):
         raise UsageError(
             f"Export version {version} already exists in '{base_dir}'; "
@@ -43,6 +54,7 @@ def check_export_target(base_dir, version):
 def export_classifier(config, info, base_dir, classifier_path, commit, test):
     """Exports a fresh, strategy-free copy of the saved final classifier;
     returns the version folder. ``test`` is the run's final test record."""
+    remove_dead_exports(base_dir)
     classifier = keras.models.load_model(classifier_path, compile=False)
     metadata = {
         "dataset": config.dataset,
@@ -69,3 +81,16 @@ def export_classifier(config, info, base_dir, classifier_path, commit, test):
     except ValueError as error:
         # Only a version that appeared meanwhile gets here (checked up front).
         raise UsageError(str(error)) from None
+
+
+def remove_dead_exports(base_dir):
+    """Removes the temporary folders of exports whose process is gone (a
+    kill during the export leaves them; a live export's stays)."""
+    if not os.path.isdir(base_dir):
+        return
+    for name in sorted(os.listdir(base_dir)):
+        match = _TEMP_EXPORT.match(name)
+        if match and not pid_alive(int(match.group(1))):
+            logging.warning("Removing '%s', left by an export that was "
+                            "killed.", os.path.join(base_dir, name))
+            shutil.rmtree(os.path.join(base_dir, name), ignore_errors=True)

@@ -23,7 +23,7 @@ from atalp_keras import artifacts, methods
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.errors import UsageError
 from atalp_keras.model import ATALPModel
-from atalp_keras.training import optim, run_folder
+from atalp_keras.training import optim, run_folder, run_lock
 from atalp_keras.training.callbacks import make_callbacks
 from atalp_keras.training.classifier import build_classifier
 from atalp_keras.training.distribute import adapt_to_multi_worker, make_cluster
@@ -83,26 +83,30 @@ def _run(config):
     rate = optim.learning_rate(config, pipes.steps_per_epoch)
     parts = _build_model(config, info, cluster, rate)
 
-    # Everything checked: only now touch model_dir.
-    card = run_folder.model_card(config, info, commit)
-    run_folder.start_run_dir(run_dir, config.flags_text, card)
-    logging.info("Training %s (%s, %d weights, %d kernels with L2) on %s: "
-                 "%d train / %d test examples, %d replicas, %d steps/epoch.",
-                 parts.classifier.name, config.method,
-                 parts.classifier.count_params(), parts.num_decayed,
-                 info.name, pipes.num_train, pipes.num_eval, cluster.replicas,
-                 pipes.steps_per_epoch)
-    fitted = _fit(config, parts, pipes, cluster, run_dir, rate)
-    result = _result(config, commit, cluster, pipes, parts, fitted)
+    # Everything checked: only now touch model_dir, under its lock.
+    lock = run_lock.RunLock(run_dir.path).acquire()
+    try:
+        card = run_folder.model_card(config, info, commit)
+        run_folder.start_run_dir(run_dir, config.flags_text, card)
+        logging.info("Training %s (%s, %d weights, %d kernels with L2) on "
+                     "%s: %d train / %d test examples, %d replicas, %d "
+                     "steps/epoch.", parts.classifier.name, config.method,
+                     parts.classifier.count_params(), parts.num_decayed,
+                     info.name, pipes.num_train, pipes.num_eval,
+                     cluster.replicas, pipes.steps_per_epoch)
+        fitted = _fit(config, parts, pipes, cluster, run_dir, rate)
+        result = _result(config, commit, cluster, pipes, parts, fitted)
 
-    run_folder.save_models(run_dir, parts.classifier, parts.model)
-    if cluster.is_chief:
-        if config.export:
-            result["export_path"] = export_classifier(
-                config, info, base_dir, run_dir.folder.classifier, commit,
-                result["test"])
-        result["seconds"] = round(time.time() - started, 2)
-    run_folder.finish_run_dir(run_dir, result, card)
+        run_folder.save_models(run_dir, parts.classifier, parts.model)
+        if cluster.is_chief:
+            if config.export:
+                result["export_path"] = export_classifier(
+                    config, info, base_dir, run_dir.folder.classifier,
+                    commit, result["test"])
+            result["seconds"] = round(time.time() - started, 2)
+        run_folder.finish_run_dir(run_dir, result, card)
+    finally:
+        lock.release()
     return artifacts.to_python(result)
 
 
