@@ -11,7 +11,10 @@ A suite is a list of attacks named as in the attack registry
 Modules: ``suite`` (parsing and building suites), ``run`` (`evaluate_model`,
 the records), ``report`` (tables, ``results.json`` / ``results.md`` with
 AutoAttack's per-stage report), ``inputs`` (loading the model and its test
-data), ``audit`` (the gradient-masking audit), ``stats`` (exact binomial tests).
+data), ``audit`` (the gradient-masking audit), ``stats`` (exact binomial tests),
+``settings`` (`EvaluateSettings`, the flags of ``evaluate.py``) and
+``pipeline`` (`run_evaluation(settings)`: all of the above as ``evaluate.py``
+runs it; imported on use, it draws plots).
 """
 
 from atalp_keras.evaluation import audit, stats

@@ -1,10 +1,9 @@
 """What an evaluation loads: the model (with what is known of its training)
 and its test data, and the check that a transfer source fits the target."""
 
-import json
 import os
 
-from atalp_keras import data, export
+from atalp_keras import artifacts, data, export
 from atalp_keras.errors import UsageError
 
 
@@ -35,6 +34,9 @@ def check_source_compatible(source, target, source_path):
 
 # ------------------------------------------------- models and their data
 
+# What the model card of a training run tells an evaluation (its defaults).
+CARD_KEYS = ("dataset", "data_dir", "image_size", "data_seed", "method", "eps")
+
 
 def resolve_model_path(path):
     """A training ``model_dir`` -> its ``classifier.keras``; other paths
@@ -59,7 +61,8 @@ def load_model_for_eval(path):
     Returns:
         ``(model, metadata)``: a logits model and a dict that may hold
         ``dataset``, ``data_dir``, ``image_size``, ``data_seed``, ``method``,
-        ``eps`` and ``name``.
+        ``eps`` (from a SavedModel's metadata or the run's model card,
+        `artifacts.read_model_card`) and ``name``.
 
     Raises:
         UsageError: If nothing loadable is at ``path``.
@@ -76,14 +79,10 @@ def load_model_for_eval(path):
         metadata["name"] = _saved_model_label(model.saved_model_path)
     else:
         run_dir = os.path.dirname(os.path.abspath(path))
-        metrics_path = os.path.join(run_dir, "metrics.json")
-        if os.path.isfile(metrics_path):
-            with open(metrics_path) as handle:
-                config = json.load(handle).get("config", {})
-            for key in ("dataset", "data_dir", "image_size", "data_seed",
-                        "method", "eps"):
-                if config.get(key) is not None:
-                    metadata[key] = config[key]
+        card = artifacts.read_model_card(run_dir)
+        if card is not None:
+            for key in CARD_KEYS:
+                metadata[key] = getattr(card, key)
             metadata["name"] = os.path.basename(run_dir)
         else:
             metadata["name"] = os.path.splitext(os.path.basename(path))[0]
@@ -108,11 +107,18 @@ def load_test_arrays(spec, data_dir=None, image_size=None, data_seed=0,
         num_examples: Keep a fixed random subset of this many; 0 = all.
         seed: Seed of that subset.
 
+    Raises:
+        UsageError: If ``num_examples`` is more than the test split holds.
+
     Returns:
         ``(x, y, info)`` with ``info`` the `data.DatasetInfo`.
     """
     info = data.load_dataset(spec, data_dir=data_dir, image_size=image_size,
                              seed=data_seed)
+    if num_examples > info.num_test:
+        raise UsageError(
+            f"--num_examples={num_examples} is more than the {info.num_test} test examples "
+            f"of {info.name!r}: give at most {info.num_test}, or 0 for all of them.")
     test = info.test
     if num_examples and num_examples < info.num_test:
         test = test.shuffle(min(info.num_test, 10_000), seed=seed,
