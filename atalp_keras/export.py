@@ -64,6 +64,16 @@ def export_saved_model(model, base_dir, version=None, input_shape=None,
             JSON-able.
     """
     base_dir = os.fspath(base_dir)
+    version, target = _resolve_version(base_dir, version)
+    input_shape = _find_input_shape(model, input_shape)
+    num_classes = _check_served_logits(model, input_shape)
+    info = _metadata(metadata, input_shape, num_classes)
+    _write_version(_serving_archive(model, input_shape), info, base_dir, version, target)
+    return target
+
+
+def _resolve_version(base_dir, version):
+    """``(version, target folder)``: the next free version, or a checked one."""
     if os.path.exists(base_dir) and not os.path.isdir(base_dir):
         raise ValueError(
             f"`base_dir` must be a directory (it holds one folder per "
@@ -85,8 +95,11 @@ def export_saved_model(model, base_dir, version=None, input_shape=None,
             f"never overwritten. Pass another version or version=None for the "
             f"next free one. Received: version={version}"
         )
+    return version, target
 
-    input_shape = _find_input_shape(model, input_shape)
+
+def _check_served_logits(model, input_shape):
+    """The number of classes, after checking the model returns logits."""
     logits = model(np.zeros((1,) + input_shape, np.float32), training=False)
     if len(logits.shape) != 2 or logits.shape[-1] is None:
         raise ValueError(
@@ -95,9 +108,11 @@ def export_saved_model(model, base_dir, version=None, input_shape=None,
             f"shape {(1,) + input_shape}"
         )
     check_logits_output(model, probe_batch(input_shape))
-    num_classes = int(logits.shape[-1])
-    info = _metadata(metadata, input_shape, num_classes)
+    return int(logits.shape[-1])
 
+
+def _serving_archive(model, input_shape):
+    """An `ExportArchive` with the ``serving_default`` endpoint."""
     archive = keras.export.ExportArchive()
     archive.track(model)
 
@@ -114,7 +129,11 @@ def export_saved_model(model, base_dir, version=None, input_shape=None,
         input_signature=[tf.TensorSpec((None,) + input_shape, tf.float32,
                                        name=INPUT_NAME)],
     )
+    return archive
 
+
+def _write_version(archive, info, base_dir, version, target):
+    """Writes into a hidden temporary folder, then renames it to ``target``."""
     os.makedirs(base_dir, exist_ok=True)
     # Hidden and non-numeric: TF Serving ignores it while it is written.
     temp_dir = os.path.join(base_dir, f".tmp-{version}-{os.getpid()}")
@@ -133,7 +152,6 @@ def export_saved_model(model, base_dir, version=None, input_shape=None,
     except BaseException:
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    return target
 
 
 def load_classifier(path):
