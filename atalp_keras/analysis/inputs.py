@@ -130,9 +130,8 @@ def stage_names(model, stage_layers, flag="stage_layers"):
     ResNet stage ends found automatically)."""
     try:
         return resolve_stage_layers(model.model, list(stage_layers) or None)
-    except UsageError:
-        raise
     except ValueError as error:  # Unknown or undetectable stage layers.
+        # features raises UsageError in library spelling; name the flag.
         raise UsageError(f"--{flag} for {model.name}: {error}") from None
 
 
