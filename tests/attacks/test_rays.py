@@ -8,25 +8,7 @@ import tensorflow as tf
 from atalp_keras.attacks import RaySAttack
 from atalp_keras.attacks.rays import LabelOracle, rays_search
 
-EPS = 0.1
-N = 150
-
-
-@pytest.fixture(scope="module")
-def points(digits):
-    _, _, x_test, y_test = digits
-    return x_test[:N], y_test[:N]
-
-
-def correct(model, x, y):
-    return np.argmax(model.predict(x, verbose=0), axis=-1) == y
-
-
-def assert_valid(x_adv, x, eps):
-    x_adv = np.asarray(x_adv)
-    assert x_adv.shape == x.shape and x_adv.dtype == np.float32
-    assert np.abs(x_adv - x).max() <= eps + 1e-6
-    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+from attack_checks import EPS, N, assert_valid, correct, points  # noqa: F401 (a fixture)
 
 
 class LabelsOnly:
