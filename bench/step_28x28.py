@@ -13,6 +13,7 @@ batches); img/s is the median over rounds after one warm-up round.
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -24,6 +25,9 @@ import tensorflow as tf  # noqa: E402
 
 import atalp_keras as ak  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from speedlib.reference import reference_pgd_step  # noqa: E402  (the bench's one hand-written loop)
+
 EPS, STEP, PGD_STEPS, BATCH, WIDTHS = 0.1, 0.025, 7, 128, (8, 16, 16, 32)
 
 
@@ -34,26 +38,8 @@ def classifier(seed=0):
 
 def reference(jit_compile):
     """Madry PGD-7 AT in one tf.function: random start, 7 signed steps, one update."""
-    model = classifier()
-    optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
-    seeds = keras.random.SeedGenerator(0)
-    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = model.trainable_variables
-
-    @tf.function(jit_compile=jit_compile)
-    def step(x, y):
-        x_adv = tf.clip_by_value(x + keras.random.uniform(tf.shape(x), -EPS, EPS, seed=seeds),
-                                 0.0, 1.0)
-        for _ in tf.range(PGD_STEPS):
-            with tf.GradientTape() as tape:
-                tape.watch(x_adv)
-                loss = ce(y, model(x_adv, training=False))
-            x_adv = x_adv + STEP * tf.sign(tape.gradient(loss, x_adv))
-            x_adv = tf.clip_by_value(tf.clip_by_value(x_adv, x - EPS, x + EPS), 0.0, 1.0)
-        with tf.GradientTape() as tape:
-            loss = ce(y, model(x_adv, training=True))
-        optimizer.apply(tape.gradient(loss, variables), variables)
-        return loss
+    step = reference_pgd_step(classifier(), keras.optimizers.SGD(0.05, momentum=0.9), EPS,
+                              STEP, PGD_STEPS, jit_compile=jit_compile, seed=0)
 
     def run(ds):
         for x, y in ds:

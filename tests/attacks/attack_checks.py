@@ -8,11 +8,15 @@ EPS = 0.1
 N = 150
 
 
+def first_test_points(digits, n):
+    """The first ``n`` real test digits: ``(x, y)``."""
+    _, _, x_test, y_test = digits
+    return x_test[:n], y_test[:n]
+
+
 @pytest.fixture(scope="module")
 def points(digits):
-    """The first N real test digits: ``(x, y)``."""
-    _, _, x_test, y_test = digits
-    return x_test[:N], y_test[:N]
+    return first_test_points(digits, N)
 
 
 def correct(model, x, y):

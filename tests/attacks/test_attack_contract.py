@@ -14,6 +14,8 @@ from atalp_keras.attacks import (ATTACKS, AttackResult, check_trainable_attack,
                                  deserialize_attack, get_attack, serialize_attack)
 from atalp_keras.errors import UsageError
 
+from attack_checks import correct, first_test_points
+
 EPS = 0.1
 N = 60
 # Small budgets per option name; each attack gets those its constructor takes.
@@ -30,12 +32,7 @@ def small(name, **kwargs):
 
 @pytest.fixture(scope="module")
 def points(digits):
-    _, _, x_test, y_test = digits
-    return x_test[:N], y_test[:N]
-
-
-def correct(model, x, y):
-    return np.argmax(model.predict(x, verbose=0), axis=-1) == y
+    return first_test_points(digits, N)
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))

@@ -8,17 +8,9 @@ import pytest
 
 from atalp_keras import attacks, evaluation
 from conftest import small_cnn
+from evaluation_problem import tiny_problem  # noqa: F401 (a fixture)
 
 
-@pytest.fixture(scope="module")
-def tiny_problem():
-    keras.utils.set_random_seed(0)
-    model = small_cnn()
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(24, 8, 8, 1)).astype("float32")
-    y = np.argmax(model.predict(x, verbose=0), -1).astype("int32")
-    y[:4] = (y[:4] + 1) % 10  # Four clean mistakes.
-    return model, x, y
 
 
 def test_evaluate_model_records(tiny_problem, capsys):
