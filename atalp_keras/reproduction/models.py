@@ -106,10 +106,16 @@ def method_weights(method, chosen):
 def train_method(s, method, seeds, eps, chosen, ledger, sources=True):
     """Trains one method's main models (and its sources when ``sources``).
 
+    The gray-box source is a model of the same architecture and method with
+    another seed: a separately trained ``--source_seed`` model, or (with
+    ``--gray_from_seeds`` and two or more seeds) another main seed's model. The
+    black-box source has another architecture; with ``--blackbox_method`` one
+    source of that method serves every method.
+
     Returns:
-        ``(entries, source_dirs, metrics_by_role)``: one entry per main model
-        (name, method, seed, dir, eps), ``{"gray"|"black": (label, dir)}`` and
-        ``{"main": [...], "gray": m, "black": m}``.
+        ``(entries, sources_by_name, metrics_by_role)``: one entry per main model
+        (name, method, seed, dir, eps), ``{entry name: {"gray"|"black": (label,
+        dir)}}`` and ``{"main": [...], "gray": m, "black": m}``.
     """
     weights = method_weights(method, chosen)
     entries, metrics = [], {"main": []}
@@ -120,17 +126,26 @@ def train_method(s, method, seeds, eps, chosen, ledger, sources=True):
         metrics["main"].append(m)
         entries.append({"name": f"{method}_seed{seed}", "method": method, "seed": seed,
                         "dir": model_dir, "eps": eps})
-    source_dirs = {}
-    if sources:
-        folder = os.path.dirname(main_dir(s, method, 0, eps))
-        gray = os.path.join(folder, f"gray_seed{s.source_seed}")
-        black = os.path.join(folder, f"black_{s.blackbox_model}_seed{s.source_seed}")
+    if not sources:
+        return entries, {e["name"]: {} for e in entries}, metrics
+    folder = os.path.dirname(main_dir(s, method, 0, eps))
+    if s.gray_from_seeds and len(entries) > 1:
+        gray = {e["name"]: (entries[(i + 1) % len(entries)]["name"],
+                            entries[(i + 1) % len(entries)]["dir"])
+                for i, e in enumerate(entries)}
+    else:
+        gray_dir = os.path.join(folder, f"gray_seed{s.source_seed}")
         metrics["gray"], _ = train_model(
-            train_config(s, method, s.source_seed, gray, eps, **weights),
+            train_config(s, method, s.source_seed, gray_dir, eps, **weights),
             f"{method} gray source", ledger)
-        metrics["black"], _ = train_model(
-            train_config(s, method, s.source_seed, black, eps, model=s.blackbox_model,
-                         **weights), f"{method} black source", ledger)
-        source_dirs = {"gray": (f"{method}_gray_seed{s.source_seed}", gray),
-                       "black": (f"{method}_black_{s.blackbox_model}", black)}
-    return entries, source_dirs, metrics
+        gray = {e["name"]: (f"{method}_gray_seed{s.source_seed}", gray_dir) for e in entries}
+    black_method = s.blackbox_method or method
+    black_dir = os.path.join(os.path.dirname(main_dir(s, black_method, 0, eps)),
+                             f"black_{s.blackbox_model}_seed{s.source_seed}")
+    metrics["black"], _ = train_model(
+        train_config(s, black_method, s.source_seed, black_dir, eps, model=s.blackbox_model,
+                     **method_weights(black_method, chosen)),
+        f"{black_method} black source ({s.blackbox_model})", ledger)
+    black = (f"{black_method}_black_{s.blackbox_model}", black_dir)
+    return entries, {e["name"]: {"gray": gray[e["name"]], "black": black}
+                     for e in entries}, metrics

@@ -57,14 +57,17 @@ def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, 
         found, source_dirs, metrics = models.train_method(s, method, seeds, eps, chosen,
                                                           ledger, sources)
         training[method] = _training_row(metrics)
+        entries += found
+        if s.train_only:
+            continue
         for entry in found:
             entry.update(out=s.out_for(eps), eval_eps=tuple(s.eval_eps) if with_sources
                          else (eps,), curve_eps=s.curve_eps if with_sources else ())
-            result = evaluate.evaluate_main(s, entry, x, y, source_dirs, info, ledger, full)
+            result = evaluate.evaluate_main(s, entry, x, y, source_dirs[entry["name"]], info,
+                                            ledger, full)
             values.append((method, evaluate.per_model_values(result, entry["eval_eps"])))
             if "audit" in result["parts"]:
                 audits[entry["name"]] = result["parts"]["audit"]["value"]
-        entries += found
     return {"eps": eps, "n": len(y), "entries": entries, "training": training,
             "audits": audits, "agg": report.aggregate(values, methods, len(y))}
 
@@ -96,6 +99,11 @@ def run(s, argv, flags_text=""):
         runs.append(train_and_evaluate(s, info, test, full, eps, methods, with_sources,
                                        chosen, ledger))
     timings["training and evaluation"] = time.time() - t
+    if s.train_only:
+        log(f"--train_only: {ledger.get('trained', 0)} models trained, "
+            f"{ledger.get('reused', 0)} reused: every model of the plan is in place "
+            f"({(time.time() - started) / 60:.1f} min); rerun without --train_only to evaluate")
+        return None
     t = time.time()
     figs = figures.make_figures(s, info, *test, runs[0]["entries"], runs[0]["agg"])
     timings["figures"] = time.time() - t

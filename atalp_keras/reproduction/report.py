@@ -83,9 +83,14 @@ def settings_table(s, info, n):
         ["data", f"`{r['dataset']}` ({info.name}): {info.num_train} training images, {n} test "
                  f"images attacked, {info.num_classes} classes, shape {tuple(info.input_shape)}"],
         ["main models", f"`{r['model']}`, seeds {seeds}"],
-        ["sources", f"gray box: same architecture and method, seed {s.source_seed}; black box: "
-                    f"`{s.blackbox_model}`, same method, seed {s.source_seed}; for "
-                    + ", ".join(f"`{m}`" for m in s.methods if s.has_sources(m))],
+        ["sources", ("gray box: same architecture and method, "
+                     + ("another main seed's model (seed 0 attacked from seed 1 and back)"
+                        if s.gray_from_seeds else f"seed {s.source_seed}")
+                     + f"; black box: `{s.blackbox_model}`, "
+                     + (f"one `{s.blackbox_method}` model for every method"
+                        if s.blackbox_method else "same method")
+                     + f", seed {s.source_seed}; for "
+                     + ", ".join(f"`{m}`" for m in s.methods if s.has_sources(m)))],
         ["training recipe (TrainConfig, all models)",
          ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("dataset", "model"))],
         ["further radii", ", ".join(f"eps {fmt_eps(e)}: "

@@ -55,9 +55,18 @@ class Settings:
     source_methods: tuple = _f((), "Methods that get gray/black-box sources (empty: all).")
     blackbox_model: str = _f("", "Architecture of the black-box sources (a registered "
                                  "backbone, not the main one).")
+    blackbox_method: str = _f("", "Method of ONE black-box source shared by every method "
+                                  "(empty: each method gets its own, trained like it).")
+    gray_from_seeds: bool = _f(False, "A method with two or more main seeds takes another "
+                                      "seed's main model as its gray-box source (seed 0 is "
+                                      "attacked from seed 1 and back) instead of training a "
+                                      "--source_seed model.")
     also_eps: tuple = _f((), "Further training radii, each a second run into --out with "
                              "{eps} replaced (one seed, no sources).", item=_radius)
     also_eps_methods: tuple = _f((), "Methods trained at each --also_eps radius.")
+    train_only: bool = _f(False, "Train every model (sweep, main models, sources, every "
+                                 "radius) and stop before the evaluation; a later run without "
+                                 "this flag reuses them.")
     sweep: bool = _f(True, "Sweep the AT and ALP weights of at_alp (else the presets').")
     at_weights: tuple = _f((), "AT weights tried (ALP at the preset's 0.5).", item=float)
     alp_weights: tuple = _f((), "ALP weights tried at the chosen AT weight.", item=float)
@@ -186,6 +195,9 @@ def check(s):
     if s.blackbox_model == model or s.blackbox_model not in names():
         raise UsageError(f"--blackbox_model must be a registered backbone other than the main "
                          f"model {model!r}. Received: blackbox_model={s.blackbox_model!r}")
+    if s.blackbox_method and s.blackbox_method not in METHODS:
+        raise UsageError(f"--blackbox_method must be empty or one of {', '.join(METHODS)}. "
+                         f"Received: blackbox_method={s.blackbox_method!r}")
     if s.also_eps and "{eps}" not in s.out:
         raise UsageError(f"--also_eps needs an --out holding {{eps}} (one folder per radius). "
                          f"Received: out={s.out!r}")

@@ -1,31 +1,52 @@
-"""Presets: the fmnist recipe reproduces the background pre-training's
-TrainConfigs exactly (so those models are reused), and explicit flags win."""
+"""Presets: the fmnist recipe trains exactly what configs/fmnist_<method>.flags
+train, the plan follows issue 12, and explicit flags win."""
+
+import dataclasses
+import os
 
 import pytest
 
 from atalp_keras.errors import UsageError
 from atalp_keras.reproduction import models, presets
-from atalp_keras.training import TrainConfig
+from atalp_keras.training.config import NON_WEIGHT_SETTINGS
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _pretraining_config(eps, method, seed, model_dir):
-    # The configuration the background job trained (runner/train_fmnist.py).
-    return TrainConfig(
-        dataset="fashion_mnist", model="fmnist", method=method, eps=eps, step_size=eps / 4,
-        num_steps=None, eval_pgd_steps=0, epochs=10, batch_size=128, optimizer="sgd",
-        learning_rate=0.05, momentum=0.9, lr_schedule="cosine", weight_decay=5e-4,
-        seed=seed, model_dir=model_dir, export=False, verbose=2)
+def _flagfile_config(name, model_dir):
+    """The `TrainConfig` train.py builds from ``configs/<name>.flags``."""
+    from absl import flags
+
+    from atalp_keras.cli import train as train_cli
+
+    flag_values = flags.FlagValues()
+    train_cli.define_flags(flag_values)
+    flag_values(["train.py", f"--flagfile=configs/{name}.flags", f"--model_dir={model_dir}"])
+    return train_cli.config_from_flags(flag_values)
 
 
-@pytest.mark.parametrize("eps,method,seed", [(0.1, "pat", 0), (0.1, "alp", 1),
-                                             (0.1, "standard", 0), (0.3, "pat", 0),
-                                             (0.3, "alp", 0)])
-def test_fmnist_preset_equals_the_pretrained_configs(eps, method, seed):
+# What may differ between a reproduction model and train.py's: settings that do
+# not change the weights, and the per-epoch validation the reproduction skips.
+_IGNORED = NON_WEIGHT_SETTINGS + ("eval_pgd_steps",)
+
+
+@pytest.mark.parametrize("method", ["standard", "pat", "alp", "trades", "fast"])
+def test_fmnist_preset_trains_what_the_flagfiles_train(method, monkeypatch):
+    monkeypatch.chdir(REPO)
     s = presets.resolve("fmnist")
-    model_dir = models.main_dir(s, method, seed, eps)
-    assert model_dir == f"runs/fmnist_eps{eps:g}/models/{method}/seed{seed}"
-    config = models.train_config(s, method, seed, model_dir, eps)
-    assert config == _pretraining_config(eps, method, seed, model_dir)
+    model_dir = models.main_dir(s, method, 0, 0.1)
+    assert model_dir == f"runs/fmnist_eps0.1/models/{method}/seed0"
+    ours = dataclasses.asdict(models.train_config(s, method, 0, model_dir, 0.1))
+    theirs = dataclasses.asdict(_flagfile_config(f"fmnist_{method}", model_dir))
+    differ = {k: (ours[k], theirs[k]) for k in ours if k not in _IGNORED and ours[k] != theirs[k]}
+    assert not differ
+
+
+def test_fmnist_eps_03_scales_the_step_with_the_radius():
+    s = presets.resolve("fmnist")
+    config = models.train_config(s, "alp", 0, models.main_dir(s, "alp", 0, 0.3), 0.3)
+    assert config.model_dir == "runs/fmnist_eps0.3/models/alp/seed0"
+    assert config.eps == pytest.approx(0.3) and config.step_size == pytest.approx(0.075)
 
 
 def test_fmnist_preset_plan_matches_issue_12():
@@ -58,3 +79,30 @@ def test_bad_combinations_raise_usage_errors():
         presets.resolve("fmnist", explicit={"blackbox_model": "fmnist"})
     with pytest.raises(UsageError, match="out"):
         presets.resolve("fmnist", explicit={"out": "runs/x"})
+
+
+def test_sources_gray_from_the_other_seed_and_one_shared_black(monkeypatch, tmp_path):
+    s = presets.resolve("fmnist", explicit={"out": str(tmp_path / "eps{eps}")})
+    trained = []
+
+    def fake_train(config, label, ledger=None):  # records what would be trained
+        trained.append((config.method, config.seed, config.model, config.model_dir))
+        return {"config": {}}, False
+
+    monkeypatch.setattr(models, "train_model", fake_train)
+    entries, sources, _ = models.train_method(s, "alp", (0, 1), 0.1, None, {})
+    alp0, alp1 = (models.main_dir(s, "alp", seed, 0.1) for seed in (0, 1))
+    black = os.path.join(os.path.dirname(models.main_dir(s, "pat", 0, 0.1)),
+                         "black_fmnist_deep_seed100")
+    assert trained == [("alp", 0, "fmnist", alp0), ("alp", 1, "fmnist", alp1),
+                       ("pat", 100, "fmnist_deep", black)]
+    assert sources["alp_seed0"] == {"gray": ("alp_seed1", alp1),
+                                    "black": ("pat_black_fmnist_deep", black)}
+    assert sources["alp_seed1"]["gray"] == ("alp_seed0", alp0)
+    # Without the two options: a gray source of seed 100 and a black one per method.
+    s = presets.resolve("fmnist", explicit={"out": str(tmp_path / "eps{eps}"),
+                                            "gray_from_seeds": False, "blackbox_method": ""})
+    trained.clear()
+    models.train_method(s, "alp", (0,), 0.1, None, {})
+    assert [t[:3] for t in trained] == [("alp", 0, "fmnist"), ("alp", 100, "fmnist"),
+                                       ("alp", 100, "fmnist_deep")]
