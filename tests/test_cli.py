@@ -102,7 +102,7 @@ def test_train_then_evaluate_end_to_end(tmp_path, capsys, monkeypatch):
     assert pgd["max_perturbation"] <= 0.2 + 1e-6
     table = (out_dir / "results.md").read_text()
     assert table.startswith("| model | method | attack | eps | steps | restarts | n "
-                            "| accuracy |")
+                            "| accuracy | 95% interval |")
     assert len(table.strip().splitlines()) == 2 + 4
     assert "| digits_e2e_v1 | at_alp | pgd | 0.2 | 2 | 1 | 20 |" in table
     assert table in capsys.readouterr().out

@@ -6,13 +6,14 @@ import math
 import os
 
 from atalp_keras.errors import UsageError
+from atalp_keras.evaluation.stats import format_interval
 
 CLEAN = "none"
 WORST_CASE = "worst-case"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 TABLE_COLUMNS = ("model", "method", "attack", "eps", "steps", "restarts", "n",
-                 "accuracy")
+                 "accuracy", "95% interval")
 
 
 def format_eps(eps):
@@ -34,7 +35,7 @@ def _cell(value):
 
 def format_table(records):
     """The Markdown table (model, method, attack, eps, steps, restarts, n,
-    accuracy) of ``records``."""
+    accuracy, its Wilson 95% interval over the n images) of ``records``."""
     lines = ["| " + " | ".join(TABLE_COLUMNS) + " |",
              "| " + " | ".join("---" for _ in TABLE_COLUMNS) + " |"]
     for r in records:
@@ -45,7 +46,8 @@ def format_table(records):
         row = [r.get("model"), r.get("method"), attack,
                format_eps(r["eps"]) if attack != CLEAN else "-",
                r.get("num_steps") or "-", r.get("restarts") or "-", r["n"],
-               "nan" if math.isnan(accuracy) else f"{100 * accuracy:.2f}%"]
+               "nan" if math.isnan(accuracy) else f"{100 * accuracy:.2f}%",
+               "-" if math.isnan(accuracy) else format_interval(accuracy, r["n"])]
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,6 @@
-"""Exact binomial tail probabilities, for telling a real accuracy difference
-from sampling noise at the evaluation's sample size.
+"""Accuracy statistics at the evaluation's sample size: the Wilson 95%
+interval of an accuracy, and exact binomial tail probabilities for telling a
+real accuracy difference from sampling noise.
 
 For ``X ~ Binomial(n, p)``:
 
@@ -60,3 +61,30 @@ def significantly_lower(accuracy, reference, n, alpha=0.05):
 def significantly_higher(accuracy, reference, n, alpha=0.05):
     """The other tail: ``P(X >= observed) < alpha`` under ``Binomial(n, reference)``."""
     return binomial_sf(count(accuracy, n), n, float(reference)) < alpha
+
+
+Z95 = 1.959963984540054  # two-sided 95% normal quantile
+
+
+def wilson_interval(accuracy, n, z=Z95):
+    """The Wilson score interval ``(low, high)`` of a proportion.
+
+    Args:
+        accuracy: Observed fraction of successes in [0, 1].
+        n: Number of trials (test images); 0 gives ``(0, 1)``.
+        z: Normal quantile (default: 95% two-sided).
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = min(max(float(accuracy), 0.0), 1.0)
+    denominator = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    # The interval always holds p (exactly, at p = 0 or 1, despite rounding).
+    return min(max(0.0, centre - half), p), max(min(1.0, centre + half), p)
+
+
+def format_interval(accuracy, n):
+    """``'[low, high]'`` in percent, one decimal: the Wilson 95% interval."""
+    low, high = wilson_interval(accuracy, n)
+    return f"[{100 * low:.1f}, {100 * high:.1f}]"

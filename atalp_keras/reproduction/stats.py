@@ -6,25 +6,9 @@ import math
 
 import numpy as np
 
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
-
-
-def wilson_interval(accuracy, n, z=Z95):
-    """The Wilson score interval ``(low, high)`` of a proportion.
-
-    Args:
-        accuracy: Observed fraction of successes in [0, 1].
-        n: Number of trials (test images); 0 gives ``(0, 1)``.
-        z: Normal quantile (default: 95% two-sided).
-    """
-    if n <= 0:
-        return 0.0, 1.0
-    p = min(max(float(accuracy), 0.0), 1.0)
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # The interval always holds p (exactly, at p = 0 or 1, despite rounding).
-    return min(max(0.0, centre - half), p), max(min(1.0, centre + half), p)
+# The interval lives with the evaluation's other statistics (evaluate.py's
+# tables use it too).
+from atalp_keras.evaluation.stats import Z95, wilson_interval  # noqa: E402,F401
 
 
 @dataclasses.dataclass
