@@ -53,7 +53,7 @@ def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, 
     entries, values, training, audits = [], [], {}, {}
     for method in methods:
         seeds = s.seeds_of(method) if with_sources else s.seeds[:1]
-        sources = with_sources and s.has_sources(method)
+        sources = with_sources and s.transfer and s.has_sources(method)
         found, source_dirs, metrics = models.train_method(s, method, seeds, eps, chosen,
                                                           ledger, sources)
         training[method] = _training_row(metrics)

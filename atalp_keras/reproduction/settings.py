@@ -53,6 +53,9 @@ class Settings:
     source_seed: int = _f(100, "Seed of the gray-box and black-box sources (not a main seed).",
                           lower_bound=0)
     source_methods: tuple = _f((), "Methods that get gray/black-box sources (empty: all).")
+    transfer: bool = _f(True, "Train the gray/black-box sources and attack from them; "
+                              "--notransfer evaluates white-box only (a later run with "
+                              "transfer reuses every white-box result).")
     blackbox_model: str = _f("", "Architecture of the black-box sources (a registered "
                                  "backbone, not the main one).")
     blackbox_method: str = _f("", "Method of ONE black-box source shared by every method "

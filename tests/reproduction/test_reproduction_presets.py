@@ -4,6 +4,7 @@ train, the plan follows issue 12, and explicit flags win."""
 import dataclasses
 import os
 
+import numpy as np
 import pytest
 
 from atalp_keras.errors import UsageError
@@ -106,3 +107,26 @@ def test_sources_gray_from_the_other_seed_and_one_shared_black(monkeypatch, tmp_
     models.train_method(s, "alp", (0,), 0.1, None, {})
     assert [t[:3] for t in trained] == [("alp", 0, "fmnist"), ("alp", 100, "fmnist"),
                                        ("alp", 100, "fmnist_deep")]
+
+
+@pytest.mark.parametrize("transfer", [True, False])
+def test_notransfer_trains_no_sources_and_train_only_evaluates_nothing(transfer, monkeypatch):
+    from atalp_keras.reproduction import evaluate, pipeline
+
+    s = presets.resolve("fmnist", explicit={"transfer": transfer, "train_only": True})
+    asked = []
+
+    def fake_train_method(s, method, seeds, eps, chosen, ledger, sources=True):
+        asked.append((method, tuple(seeds), sources))
+        entries = [{"name": f"{method}_seed{seed}", "method": method, "seed": seed,
+                    "dir": "d", "eps": eps} for seed in seeds]
+        metric = {"training": {"loss_weights": {}}, "test": {"accuracy": 0.5, "n": 10}}
+        return entries, {e["name"]: {} for e in entries}, {"main": [metric] * len(seeds)}
+
+    monkeypatch.setattr(models, "train_method", fake_train_method)
+    monkeypatch.setattr(evaluate, "evaluate_main", lambda *a, **k: pytest.fail("evaluated"))
+    test = (np.zeros((2, 28, 28, 1), np.float32), np.zeros(2, np.int32))
+    run = pipeline.train_and_evaluate(s, None, test, None, 0.1, ["standard", "alp"],
+                                      True, None, {})
+    assert asked == [("standard", (0,), False), ("alp", (0, 1), transfer)]
+    assert [e["name"] for e in run["entries"]] == ["standard_seed0", "alp_seed0", "alp_seed1"]
