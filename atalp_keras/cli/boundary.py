@@ -25,9 +25,16 @@ def one_line(message):
     return " ".join(str(message).split())
 
 
+def display_name(program):
+    """``program``, or the console script's name (``atalp-train``, ...) when
+    the command was started as one, so a message names what the user typed."""
+    started_as = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return started_as if started_as.startswith("atalp-") else program
+
+
 def fail(program, message):
     """Prints ``program: error: message`` as one line and exits with code 2."""
-    sys.stderr.write(f"{program}: error: {one_line(message)}\n")
+    sys.stderr.write(f"{display_name(program)}: error: {one_line(message)}\n")
     sys.stderr.flush()
     raise SystemExit(USAGE_ERROR_EXIT_CODE)
 
@@ -48,7 +55,7 @@ def help_text(flag_values, program, full=False):
     shown = [m for m in modules if full or not m.split(".")[0] in
              _LIBRARY_FLAG_MODULES]
     body = "\n\n".join(flag_values.module_help(m) for m in shown)
-    return f"{program}\n\n{body}\n"
+    return f"{display_name(program)}\n\n{body}\n"
 
 
 def _flag_error_message(error):

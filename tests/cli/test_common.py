@@ -103,6 +103,20 @@ def test_boundary_turns_usage_error_into_one_line_exit_2(capsys):
     assert capsys.readouterr().err == "prog: error: `eps` must be in (0, 1]. Received: eps=8\n"
 
 
+def test_messages_name_the_console_script_the_user_ran(monkeypatch, capsys):
+    def main(argv):
+        raise UsageError("bad")
+
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/atalp-evaluate", "--eps=8"])
+    with pytest.raises(SystemExit):
+        common.main_boundary(main, "evaluate.py")(sys.argv)
+    assert capsys.readouterr().err == "atalp-evaluate: error: bad\n"
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", "--eps=8"])
+    with pytest.raises(SystemExit):
+        common.main_boundary(main, "evaluate.py")(sys.argv)
+    assert capsys.readouterr().err == "evaluate.py: error: bad\n"
+
+
 def test_boundary_keeps_bugs_as_exceptions():
     def main(argv):
         raise ValueError("a bug, not bad input")
