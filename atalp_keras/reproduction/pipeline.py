@@ -37,6 +37,11 @@ def plan(s):
     return runs
 
 
+def needs_sweep(s):
+    """Whether a method of the plan trains with swept weights (at, at_alp)."""
+    return s.sweep and bool({"at", "at_alp"} & {m for _, ms, _ in plan(s) for m in ms})
+
+
 def _training_row(metrics):
     w = metrics["main"][0]["training"]["loss_weights"]
     return {"weights": "/".join(f"{w.get(k, 0.0):g}" for k in (
@@ -87,8 +92,7 @@ def run(s, argv, flags_text=""):
     log(f"{info.name}: {info.num_train} training, {info.num_test} test images; attacking "
         f"{len(test[1])}; quick={s.quick}")
     t, sweep, chosen = time.time(), None, None
-    wants_sweep = {"at", "at_alp"} & (set(s.methods) | set(s.also_eps_methods))
-    if s.sweep and wants_sweep:
+    if needs_sweep(s):
         sweep = sweep_lib.run_sweep(s, info, ledger)
         chosen = sweep["chosen"]
         log(f"sweep chose at_weight={chosen['at_weight']:g}, "

@@ -130,3 +130,14 @@ def test_notransfer_trains_no_sources_and_train_only_evaluates_nothing(transfer,
                                       True, None, {})
     assert asked == [("standard", (0,), False), ("alp", (0, 1), transfer)]
     assert [e["name"] for e in run["entries"]] == ["standard_seed0", "alp_seed0", "alp_seed1"]
+
+
+def test_the_sweep_runs_only_for_a_plan_with_at_or_at_alp():
+    from atalp_keras.reproduction import pipeline
+
+    assert pipeline.needs_sweep(presets.resolve("fmnist"))
+    # --also_eps= drops the eps-0.3 run, whose methods (with at_alp) stay listed.
+    only_pat = presets.resolve("fmnist", explicit={"methods": ("pat",), "also_eps": ()})
+    assert only_pat.also_eps_methods and not pipeline.needs_sweep(only_pat)
+    assert pipeline.needs_sweep(presets.resolve("fmnist", explicit={"methods": ("pat",)}))
+    assert not pipeline.needs_sweep(presets.resolve("fmnist", explicit={"sweep": False}))
