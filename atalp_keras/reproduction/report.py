@@ -76,6 +76,18 @@ def run_facts(s, run, machine):
         f"figures in `{s.figures_dir}`"])
 
 
+def _sources_cell(s):
+    if not s.transfer:
+        return "none (`--notransfer`: white-box evaluation only)"
+    gray = ("another main seed's model (seed 0 attacked from seed 1 and back)"
+            if s.gray_from_seeds else f"seed {s.source_seed}")
+    black = (f"one `{s.blackbox_method}` model for every method" if s.blackbox_method
+             else "same method")
+    return (f"gray box: same architecture and method, {gray}; black box: "
+            f"`{s.blackbox_model}`, {black}, seed {s.source_seed}; for "
+            + ", ".join(f"`{m}`" for m in s.methods if s.has_sources(m)))
+
+
 def settings_table(s, info, n):
     r = s.recipe
     seeds = "; ".join(f"{m}: {', '.join(map(str, s.seeds_of(m)))}" for m in s.methods)
@@ -83,14 +95,7 @@ def settings_table(s, info, n):
         ["data", f"`{r['dataset']}` ({info.name}): {info.num_train} training images, {n} test "
                  f"images attacked, {info.num_classes} classes, shape {tuple(info.input_shape)}"],
         ["main models", f"`{r['model']}`, seeds {seeds}"],
-        ["sources", ("gray box: same architecture and method, "
-                     + ("another main seed's model (seed 0 attacked from seed 1 and back)"
-                        if s.gray_from_seeds else f"seed {s.source_seed}")
-                     + f"; black box: `{s.blackbox_model}`, "
-                     + (f"one `{s.blackbox_method}` model for every method"
-                        if s.blackbox_method else "same method")
-                     + f", seed {s.source_seed}; for "
-                     + ", ".join(f"`{m}`" for m in s.methods if s.has_sources(m)))],
+        ["sources", _sources_cell(s)],
         ["training recipe (TrainConfig, all models)",
          ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("dataset", "model"))],
         ["further radii", ", ".join(f"eps {fmt_eps(e)}: "
