@@ -221,6 +221,35 @@ def figures_section(s, figures):
     return "\n".join(lines)
 
 
+def missing_from_plan(s):
+    """What the preset's plan (with the same ``--quick``) has and ``s`` drops:
+    a list of phrases, empty for a full run."""
+    full = presets.resolve(s.preset, s.quick)
+    missing = []
+    methods = [m for m in full.methods if m not in s.methods]
+    if methods:
+        missing.append("the methods " + ", ".join(f"`{m}`" for m in methods))
+    seeds = sorted({seed for m in s.methods for seed in full.seeds_of(m)
+                    if seed not in s.seeds_of(m)})
+    if seeds:
+        missing.append("seeds " + ", ".join(map(str, seeds)))
+    radii = [e for e in full.also_eps if e not in s.also_eps]
+    if radii:
+        missing.append("the training radii " + ", ".join(f"eps {fmt_eps(e)}" for e in radii))
+    if full.transfer and not s.transfer:
+        missing.append("the gray/black-box transfer attacks")
+    return missing
+
+
+def partial_note(s):
+    missing = missing_from_plan(s)
+    if not missing:
+        return ""
+    command = f"python experiments/reproduce.py --preset={s.preset}" + (
+        " --quick" if s.quick else "")
+    return fill("partial", preset=s.preset, missing="; ".join(missing), full_command=command)
+
+
 def write_report(s, info, runs, figures, sweep, argv, machine):
     """Fills templates/report.md; ``runs``: one dict per training radius."""
     main = runs[0]
@@ -230,9 +259,12 @@ def write_report(s, info, runs, figures, sweep, argv, machine):
     for run in runs:
         eval_eps = s.eval_eps if run is main else (run["eps"],)
         tables.append(results_tables(s, run["agg"], list(run["agg"]), eval_eps, run["n"], kmax))
+    title = "AT+ALP reproduction report" + (" (QUICK VARIANT)" if s.quick else "") + (
+        " (PARTIAL)" if missing_from_plan(s) else "")
     text = fill(
-        "report", title="AT+ALP reproduction report" + (" (QUICK VARIANT)" if s.quick else ""),
-        quick_note=fill("quick") if s.quick else "", command=" ".join(argv),
+        "report", title=title,
+        quick_note=(fill("quick") if s.quick else "") + partial_note(s),
+        command=" ".join(argv),
         run_facts=run_facts(s, main, machine), settings_table=settings_table(s, info, n),
         sweep_section=sweep_section(sweep), training_table=training_table(runs),
         attack_settings=attack_settings(s, info.num_classes), results_tables="\n\n".join(tables),

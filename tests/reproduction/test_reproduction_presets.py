@@ -141,3 +141,18 @@ def test_the_sweep_runs_only_for_a_plan_with_at_or_at_alp():
     assert only_pat.also_eps_methods and not pipeline.needs_sweep(only_pat)
     assert pipeline.needs_sweep(presets.resolve("fmnist", explicit={"methods": ("pat",)}))
     assert not pipeline.needs_sweep(presets.resolve("fmnist", explicit={"sweep": False}))
+
+
+def test_a_run_smaller_than_its_preset_is_labelled_partial():
+    from atalp_keras.reproduction import report
+
+    assert report.missing_from_plan(presets.resolve("fmnist")) == []
+    assert report.partial_note(presets.resolve("digits", quick=True)) == ""
+    s = presets.resolve("fmnist", explicit={"methods": ("pat", "alp"), "more_seeds_methods": (),
+                                            "also_eps": (), "transfer": False})
+    assert report.missing_from_plan(s) == [
+        "the methods `standard`, `at`, `at_alp`, `trades`, `fast`", "seeds 1",
+        "the training radii eps 0.3", "the gray/black-box transfer attacks"]
+    note = report.partial_note(s)
+    assert note.startswith("> **Partial report.**")
+    assert "`python experiments/reproduce.py --preset=fmnist`" in note
