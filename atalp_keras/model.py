@@ -13,62 +13,18 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atalp_keras import attention, batch_checks, losses, methods
-from atalp_keras.attacks import check_trainable_attack, deserialize_attack, serialize_attack
-from atalp_keras.attacks.base import Attack
-from atalp_keras.attacks.pgd import PGDAttack
+from atalp_keras import attention, batch_checks, compile_args, losses, methods
+from atalp_keras.attacks import check_trainable_attack, serialize_attack
 from atalp_keras.errors import UsageError
 from atalp_keras.features import (check_functional, check_logits_output, detect_stage_layers,
                                   feature_model_for, resolve_stage_layers)
-
-_WEIGHT_ARGS = ("natural_weight", "adv_weight", "alp_weight", "at_weight", "trades_beta")
-
-
-def _resolve_weights(preset, overrides):
-    """The preset's weight of each loss term, or its override (each finite, >= 0)."""
-    weights = {}
-    for name in _WEIGHT_ARGS:
-        value = overrides[name]
-        value = getattr(preset, name) if value is None else value
-        value = float(value)
-        if not np.isfinite(value) or value < 0:
-            raise UsageError(f"`{name}` must be a finite number >= 0. Received: {name}={value}")
-        weights[name] = value
-    return weights
-
-
-def _resolve_attacks(preset, weights, attack, eval_attack):
-    """The training and evaluation attacks from compile's arguments."""
-    if attack == "auto":
-        attack = methods.default_attack(preset)
-    if isinstance(attack, dict):
-        attack = deserialize_attack(attack)
-    if attack is not None and not isinstance(attack, Attack):
-        raise UsageError(
-            "`attack` must be an atalp_keras Attack (e.g. PGDAttack(eps=8/255, ...)), "
-            f"None or 'auto'. Received: attack={attack!r}"
-        )
-    adversarial = any(weights[k] > 0 for k in ("adv_weight", "alp_weight", "at_weight",
-                                               "trades_beta"))
-    if adversarial and attack is None:
-        raise UsageError(
-            f"Method {preset.name!r} with weights {weights} uses adversarial examples, "
-            "so it needs an attack. Received: attack=None"
-        )
-    if not adversarial:
-        attack = None
-    if eval_attack == "auto":
-        eval_attack = None
-        if attack is not None:
-            # Step 2.5 * eps / steps (Madry et al.), whatever the training step.
-            eval_attack = PGDAttack(attack.eps, num_steps=10, seed=attack.seed)
-    if isinstance(eval_attack, dict):
-        eval_attack = deserialize_attack(eval_attack)
-    if eval_attack is not None and not isinstance(eval_attack, Attack):
-        raise UsageError(
-            f"`eval_attack` must be an Attack, None or 'auto'. Received: {eval_attack!r}"
-        )
-    return attack, eval_attack
+# Key of an evaluation batch's per-example mask of the examples the eval attack
+# scores: ``(x, y, {ATTACK_MASK: m})``; the adversarial metrics weight example i
+# by m[i] and a batch with no example marked skips the attack.
+ATTACK_MASK = "attack_mask"
+# The logs weighted like the adversarial examples ("loss" is the adversarial CE
+# whenever an attack runs).
+_ADV_KEYS = ("ce_adv", "adv_accuracy", "loss")
 
 
 @keras.saving.register_keras_serializable(package="atalp_keras")
@@ -168,8 +124,8 @@ class ATALPModel(keras.Model):
         overrides = dict(natural_weight=natural_weight, adv_weight=adv_weight,
                          alp_weight=alp_weight, at_weight=at_weight,
                          trades_beta=trades_beta)
-        weights = _resolve_weights(preset, overrides)
-        attack, eval_attack = _resolve_attacks(preset, weights, attack, eval_attack)
+        weights = compile_args.resolve_weights(preset, overrides)
+        attack, eval_attack = compile_args.resolve_attacks(preset, weights, attack, eval_attack)
         check_trainable_attack(attack, eval_attack)  # both run inside train/test_step
         if weights["at_weight"] > 0 and not self.stage_layers:
             raise UsageError(self._stage_error or (
@@ -264,16 +220,24 @@ class ATALPModel(keras.Model):
 
     # ------------------------------------------------------------------- checks
     def _unpack(self, data):
-        """``(x, y, sample_weight)``: shapes checked at trace time, values at run time."""
+        """``(x, y, sample_weight, attack_mask)``: shapes checked at trace time,
+        values at run time. The third element of ``data`` is a sample weight,
+        or a dict with ``"sample_weight"`` and/or ``ATTACK_MASK`` entries."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         x, y = batch_checks.static_checks(tf.convert_to_tensor(x),
                                           None if y is None else tf.convert_to_tensor(y),
                                           self.image_shape, self.classifier.name)
         if self.validate_inputs and not self.jit_compile:
             x, y = batch_checks.graph_checks(x, y, self.num_classes)
+        attack_mask = None
+        if isinstance(sample_weight, dict):
+            attack_mask = sample_weight.get(ATTACK_MASK)
+            sample_weight = sample_weight.get("sample_weight")
         if sample_weight is not None:
             sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-        return x, y, sample_weight
+        if attack_mask is not None:
+            attack_mask = ops.reshape(ops.cast(attack_mask, "float32"), (-1,))
+        return x, y, sample_weight, attack_mask
 
     # ------------------------------------------------------------ the method
     def compute_terms(self, x, y, x_adv, training=True):
@@ -331,20 +295,28 @@ class ATALPModel(keras.Model):
         terms["loss"] = total
         return terms, logits_nat, logits_adv
 
-    def _update(self, keys, terms, y, logits_nat, logits_adv, sample_weight):
+    def _update(self, keys, terms, y, logits_nat, logits_adv, sample_weight, adv_weight=None):
+        """Updates the trackers of ``keys``; ``adv_weight`` (default: the
+        sample weight) weights the adversarial ones."""
+        adv_weight = sample_weight if adv_weight is None else adv_weight
         for key in keys:
+            weight = adv_weight if key in _ADV_KEYS else sample_weight
             if key == "accuracy":
-                self._trackers[key].update_state(y, logits_nat, sample_weight=sample_weight)
+                self._trackers[key].update_state(y, logits_nat, sample_weight=weight)
             elif key == "adv_accuracy":
-                self._trackers[key].update_state(y, logits_adv, sample_weight=sample_weight)
+                self._trackers[key].update_state(y, logits_adv, sample_weight=weight)
             else:
-                self._trackers[key].update_state(terms[key], sample_weight=sample_weight)
+                self._trackers[key].update_state(terms[key], sample_weight=weight)
         return {key: self._trackers[key].result() for key in keys}
 
     def train_step(self, data):
         if self._settings is None:
             raise RuntimeError("Call compile() before fit().")
-        x, y, sample_weight = self._unpack(data)
+        x, y, sample_weight, attack_mask = self._unpack(data)
+        if attack_mask is not None:
+            raise UsageError(f"`{ATTACK_MASK}` marks the examples an evaluation attacks; "
+                             "training attacks every example. Received: a training batch "
+                             f"with an {ATTACK_MASK!r} entry")
         x_adv = None
         if self.train_attack is not None:
             x_adv = tf.stop_gradient(self.train_attack(self.classifier, x, y))
@@ -377,17 +349,26 @@ class ATALPModel(keras.Model):
     def test_step(self, data):
         if self._settings is None:
             raise RuntimeError("Call compile() before evaluate().")
-        x, y, sample_weight = self._unpack(data)
+        x, y, sample_weight, attack_mask = self._unpack(data)
         logits_nat = self.classifier(x, training=False)
         terms = {"ce_natural": losses.cross_entropy(y, logits_nat)}
-        logits_adv = None
+        logits_adv, adv_weight = None, None
         if self.eval_attack is not None:
-            x_adv = self.eval_attack(self.classifier, x, y)
-            logits_adv = self.classifier(x_adv, training=False)
+            def attacked():
+                x_adv = self.eval_attack(self.classifier, x, y)
+                return self.classifier(x_adv, training=False)
+            if attack_mask is None:
+                logits_adv = attacked()
+            else:
+                # Batches without a marked example skip the attack (their
+                # adversarial metrics get weight 0).
+                logits_adv = tf.cond(ops.any(attack_mask > 0), attacked, lambda: logits_nat)
+                adv_weight = attack_mask if sample_weight is None else attack_mask * sample_weight
             terms["ce_adv"] = losses.cross_entropy(y, logits_adv)
         # val_loss: the adversarial CE when an eval attack runs, else the clean CE.
         terms["loss"] = terms.get("ce_adv", terms["ce_natural"])
-        return self._update(self._test_keys(), terms, y, logits_nat, logits_adv, sample_weight)
+        return self._update(self._test_keys(), terms, y, logits_nat, logits_adv, sample_weight,
+                            adv_weight)
 
     def _check_inputs(self, x, y, what):
         if isinstance(x, np.ndarray):

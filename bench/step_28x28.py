@@ -31,8 +31,14 @@ from speedlib.reference import reference_pgd_step  # noqa: E402  (the bench's on
 EPS, STEP, PGD_STEPS, BATCH, WIDTHS = 0.1, 0.025, 7, 128, (8, 16, 16, 32)
 
 
+MODEL = "tiny"
+
+
 def classifier(seed=0):
     keras.utils.set_random_seed(seed)
+    if MODEL == "fmnist":
+        from atalp_keras.backbones.registry import build_backbone
+        return build_backbone("fmnist", (28, 28, 1), 10)
     return ak.tiny_resnet((28, 28, 1), 10, widths=WIDTHS)
 
 
@@ -48,8 +54,13 @@ def reference(jit_compile):
     return run
 
 
-def package(method, jit_compile):
-    model = ak.ATALPModel(classifier())
+def package(method, jit_compile, policy=None):
+    if policy:  # the layers built now compute in `policy` (float32 logits)
+        keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = ak.ATALPModel(classifier())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), method=method,
                   attack=ak.PGDAttack(EPS, STEP, PGD_STEPS, seed=0), eval_attack=None,
                   jit_compile=jit_compile)
@@ -63,8 +74,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--variants", default="ref,ref_xla,pat,pat_xla,at_alp,at_alp_xla")
+    parser.add_argument("--variants", default="ref,ref_xla,pat,pat_xla,at_alp,at_alp_xla",
+                        help="comma-separated: ref, ref_xla and <method>[_xla|_bf16] for "
+                             "pat, at_alp, alp, fast, trades (_bf16: mixed_bfloat16)")
+    parser.add_argument("--model", choices=("tiny", "fmnist"), default="tiny",
+                        help="tiny ResNet (widths 8,16,16,32) or the Fashion-MNIST backbone")
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     rng = np.random.default_rng(0)
     n = args.steps * BATCH
     x = rng.uniform(size=(n, 28, 28, 1)).astype("float32")
@@ -74,24 +91,30 @@ def main():
     for method in ("pat", "at_alp", "alp", "fast", "trades"):
         builders[method] = lambda m=method: package(m, False)
         builders[method + "_xla"] = lambda m=method: package(m, True)
+        builders[method + "_bf16"] = lambda m=method: package(m, False, "mixed_bfloat16")
     names = args.variants.split(",")
     runs = {name: builders[name]() for name in names}
     times = {name: [] for name in names}
+    cpu = {name: [] for name in names}  # this process's CPU seconds: steadier under load
     for round_ in range(args.rounds + 1):  # round 0 warms up (traces, compiles)
         for name in names:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             runs[name](ds)
             if round_:
                 times[name].append(time.perf_counter() - start)
+                cpu[name].append(time.process_time() - start_cpu)
     ref = {False: "ref", True: "ref_xla"}
-    print(f"{'variant':12s} {'img/s':>8s} {'vs ref':>7s}   (median of {args.rounds} rounds x "
-          f"{args.steps} steps of {BATCH})")
+    print(f"{'variant':12s} {'img/s':>8s} {'vs ref':>7s} {'cpu s':>7s} {'cpu vs ref':>10s}   "
+          f"({args.model}; median of {args.rounds} rounds x {args.steps} steps of {BATCH})")
     for name in names:
         speed = n / statistics.median(times[name])
         base = ref[name.endswith("_xla")]
         ratio = (f"{speed / (n / statistics.median(times[base])):6.2f}x"
                  if base in times else "   -")
-        print(f"{name:12s} {speed:8.0f} {ratio}")
+        used = statistics.median(cpu[name])
+        cpu_ratio = (f"{statistics.median(cpu[base]) / used:9.2f}x"
+                     if base in cpu else "        -")
+        print(f"{name:12s} {speed:8.0f} {ratio} {used:7.2f} {cpu_ratio}")
 
 
 if __name__ == "__main__":

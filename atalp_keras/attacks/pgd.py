@@ -18,6 +18,10 @@ from atalp_keras import losses
 from atalp_keras.attacks.base import (Attack, check_eps, check_positive_int, input_gradient,
                                       model_logits, per_example, project_linf)
 
+# Attacks of at most this many steps (given as a Python int) are unrolled in the
+# graph; longer ones (and tensor step counts) run as one tf.while_loop.
+UNROLL_MAX_STEPS = 20
+
 
 class PGDAttack(Attack):
     """Projected gradient descent in the L-inf ball, with restarts.
@@ -98,6 +102,12 @@ class PGDAttack(Attack):
             x_adv = x_adv + step * ops.sign(grad)
             return i + 1, project_linf(x_adv, x_natural, eps)
 
+        if isinstance(num_steps, int) and num_steps <= UNROLL_MAX_STEPS:
+            # Unrolled: under XLA on CPU a while_loop of these steps cost 3x the
+            # unrolled steps (docs/benchmarks.md); without XLA both cost the same.
+            for i in range(num_steps):
+                _, x_adv = body(i, x_adv)
+            return tf.stop_gradient(x_adv)
         _, x_adv = tf.while_loop(
             lambda i, _: i < num_steps,
             body,

@@ -135,6 +135,13 @@ class TrainConfig:
         methods.EVAL_PGD_STEPS, "Steps of the PGD attack (at --eps, "
         "--step_size) that measures test adv_accuracy after every epoch and "
         "at the end; 0 = clean only.", lower_bound=0)
+    eval_adv_examples: int = setting(
+        1000, "Test examples the per-epoch validation attacks: a fixed "
+        "random subset (seeded by --data_seed) of this many is scored under "
+        "the --eval_pgd_steps attack, every test example clean, so the "
+        "attack costs the same whatever the test set's size; 0 = attack all "
+        "of them every epoch. The final evaluation attacks the whole test "
+        "set.", lower_bound=0)
     # Optimisation.
     epochs: int = setting(10, "Number of epochs.", lower_bound=1)
     steps_per_epoch: int = setting(

@@ -182,7 +182,7 @@ def _fit(config, parts, pipes, cluster, run_dir, rate):
     with cluster.strategy.scope():
         parts.model.fit(pipes.train, epochs=config.epochs,
                         steps_per_epoch=pipes.steps_per_epoch,
-                        validation_data=pipes.test, callbacks=callbacks,
+                        validation_data=pipes.validation, callbacks=callbacks,
                         verbose=config.verbose,
                         shuffle=False)  # The pipeline shuffles (seeded).
         fit_seconds = time.time() - fit_started
@@ -228,8 +228,12 @@ def _result(config, commit, cluster, pipes, parts, fitted):
             "fit_seconds": round(fitted["fit_seconds"], 2),
         },
         "history": run_log.rows,
+        # What the history's val_* numbers were measured on.
+        "validation": {"n": pipes.num_val, "adv_n": pipes.num_val_adv,
+                       "attack": _describe(parts.eval_attack)},
         "test": {
             "n": pipes.num_eval,
+            "adv_n": pipes.num_eval if "adv_accuracy" in test_logs else 0,
             "accuracy": float(test_logs["accuracy"]),
             "adv_accuracy": (float(test_logs["adv_accuracy"])
                              if "adv_accuracy" in test_logs else None),

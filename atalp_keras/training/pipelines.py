@@ -4,10 +4,12 @@ train/test ``tf.data`` pipelines, split evenly over replicas."""
 import dataclasses
 import math
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from atalp_keras import data
+from atalp_keras.model import ATTACK_MASK
 from atalp_keras.errors import UsageError
 from atalp_keras.training.distribute import shard_by_example
 
@@ -21,6 +23,11 @@ class Pipelines:
     num_test: int  # Examples in the (sub)set.
     num_eval: int  # Of those, the ones evaluated (full batches per replica).
     steps_per_epoch: int
+    # Per-epoch validation: `num_val` test examples scored clean, the first
+    # `num_val_adv` of them (a fixed subset) also attacked.
+    validation: tf.data.Dataset = None
+    num_val: int = 0
+    num_val_adv: int = 0
 
 
 def load_data(config):
@@ -63,8 +70,37 @@ def make_pipelines(config, info, replicas):
     if num_eval < 1:
         raise UsageError(f"{num_test} test examples cannot be split over "
                          f"{replicas} replicas.")
+    validation = _validation(config, test_data, num_test, eval_batch, replicas > 1)
+    if validation is None:
+        validation = (test, num_eval, num_eval if config.eval_pgd_steps else 0)
     return Pipelines(info, train, test, num_train, num_test, num_eval,
-                     steps_per_epoch)
+                     steps_per_epoch, *validation)
+
+
+def _validation(config, test_data, num_test, batch, drop):
+    """``(pipeline, scored, attacked)`` of the per-epoch validation, or None
+    when it is the test pipeline itself.
+
+    With ``eval_adv_examples`` below the test set's size, the fixed subset
+    of that many test examples (seeded by ``data_seed``) comes first, its
+    batches marked for the eval attack (`ATTACK_MASK`), then the rest,
+    scored clean only: the attack's cost no longer grows with the test set.
+    """
+    limit = config.eval_adv_examples
+    if config.eval_pgd_steps == 0 or not limit or limit >= num_test:
+        return None
+    chosen = data.subset_indices(num_test, limit, config.data_seed + 2)
+    rest = np.setdiff1d(np.arange(num_test), chosen)
+    parts = []
+    for indices, marked in ((chosen, 1.0), (rest, 0.0)):
+        part = data.make_pipeline(data.select_examples(test_data, indices, num_test),
+                                  batch, drop_remainder=drop)
+        parts.append(part.map(lambda x, y, m=marked: (
+            x, y, {ATTACK_MASK: tf.fill(tf.shape(y), m)})))
+    # Under a strategy each part drops its last partial batch.
+    attacked, scored = (n - n % batch if drop else n for n in (len(chosen), len(rest)))
+    pipeline = parts[0].concatenate(parts[1])
+    return shard_by_example(pipeline), attacked + scored, attacked
 
 
 def _check_sizes(config, num_train, num_test, replicas):

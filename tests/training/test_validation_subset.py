@@ -1,0 +1,73 @@
+"""The per-epoch validation attacks a fixed subset of --eval_adv_examples test
+examples and scores every test example clean (issue 11, item 4); the final
+evaluation and metrics.json say how many examples each number covers."""
+
+import numpy as np
+
+from atalp_keras import data
+from atalp_keras.model import ATTACK_MASK
+from atalp_keras.training import TrainConfig, run_folder
+from atalp_keras.training.pipelines import make_pipelines
+
+
+def _pipes(**settings):
+    config = TrainConfig(dataset="digits", max_test_examples=50, batch_size=16,
+                         eps=0.2, **settings).validate()
+    return config, make_pipelines(config, data.load_dataset("digits", seed=0), 1)
+
+
+def _batches(dataset):
+    return [(x.numpy(), y.numpy(), w) for x, y, w in dataset]
+
+
+def test_subset_attacked_first_every_example_scored_once():
+    config, pipes = _pipes(eval_adv_examples=20)
+    assert (pipes.num_val, pipes.num_val_adv) == (50, 20)
+    batches = _batches(pipes.validation)
+    masks = np.concatenate([w[ATTACK_MASK].numpy() for *_, w in batches])
+    assert masks.tolist() == [1.0] * 20 + [0.0] * 30
+    # Batches of the subset first: only ceil(20 / 16) = 2 batches hold marked examples.
+    assert [bool(w[ATTACK_MASK].numpy().any()) for *_, w in batches] == [True, True] + \
+        [False] * (len(batches) - 2)
+    seen = np.concatenate([x for x, *_ in batches]).reshape(50, -1)
+    test = np.concatenate([x.numpy() for x, _ in pipes.test]).reshape(50, -1)
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, test))
+    # A fixed subset: the same again, and not merely the first test examples.
+    again = np.concatenate([x for x, *_ in _batches(_pipes(eval_adv_examples=20)[1]
+                                                    .validation)])
+    assert np.array_equal(again.reshape(50, -1)[:20], seen[:20])
+    assert not np.array_equal(seen[:20], test[:20])
+
+
+def test_zero_or_a_large_limit_attacks_the_whole_test_set():
+    for limit in (0, 50, 1000):
+        _, pipes = _pipes(eval_adv_examples=limit)
+        assert pipes.validation is pipes.test
+        assert (pipes.num_val, pipes.num_val_adv) == (50, 50)
+    _, pipes = _pipes(eval_pgd_steps=0)
+    assert (pipes.num_val, pipes.num_val_adv) == (50, 0)
+
+
+def test_default_is_a_fixed_thousand_and_recorded():
+    config = TrainConfig().validate()
+    assert config.eval_adv_examples == 1000
+    assert run_folder.record(config)["eval_adv_examples"] == 1000
+    other = TrainConfig(eval_adv_examples=200).validate()
+    assert run_folder.config_differences(run_folder.record(config), other) == \
+        ["--eval_adv_examples=1000 -> 200"]
+
+
+def test_metrics_json_states_n_of_each_number(tmp_path):
+    from atalp_keras.training import train
+
+    result = train(TrainConfig(
+        dataset="digits", max_train_examples=64, max_test_examples=32, epochs=1,
+        batch_size=32, num_steps=1, eval_pgd_steps=1, eval_adv_examples=10, eps=0.2,
+        tiny_widths=(4, 4, 4, 4), verbose=0, export=False,
+        model_dir=str(tmp_path / "run")))
+    assert result["validation"]["n"] == 32 and result["validation"]["adv_n"] == 10
+    assert result["validation"]["attack"]["num_steps"] == 1
+    assert (result["test"]["n"], result["test"]["adv_n"]) == (32, 32)
+    assert 0.0 <= result["history"][0]["val_adv_accuracy"] <= 1.0
+    recorded = run_folder.artifacts.read_json(str(tmp_path / "run" / "run_config.json"))
+    assert recorded["config"]["eval_adv_examples"] == 10
