@@ -36,7 +36,8 @@ setup(
         ],
     },
     extras_require={
-        "test": ["pytest==9.2.0"],
+        # pytest-xdist: .ci/run spreads the suite over two worker processes.
+        "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
         # Peers for the cross-check and speed benchmarks in bench/ (not needed to use the package).
         "bench": ["adversarial-robustness-toolbox==1.20.1", "multiprocess"],
     },

@@ -20,11 +20,16 @@ def _run(args, cwd):
 
 def test_quick_run_end_to_end_writes_the_report_and_resumes(tmp_path):
     report = tmp_path / "docs" / "results.md"
-    args = ["--quick", "--methods=standard,at_alp", "--epochs=1", "--num_test=40",
+    # Every stage runs (sweep, main models, gray and black sources, the attack
+    # suite, curves, figures, report) at the smallest budget that still runs
+    # it: one PGD step in training, PGD-2 without restarts in the evaluation.
+    args = ["--quick", "--methods=standard,at_alp", "--epochs=1", "--num_test=24",
             "--at_weights=0.3,1", "--alp_weights=0.5", "--tiny_widths=4,4,4,4",
-            "--eval_eps=0.2", "--iterations=5,10", "--rays_queries=50",
-            "--landscape_points=5", "--landscape_images=2", "--attention_images=1",
-            "--curve_eps=0.1", f"--out={tmp_path / 'run'}", f"--report={report}"]
+            "--num_steps=1", "--batch_size=128", "--sweep_train_examples=300",
+            "--max_val_examples=40", "--eval_eps=0.2", "--pgd_steps=2", "--pgd_restarts=1",
+            "--iterations=2,3", "--rays_queries=20", "--landscape_points=3",
+            "--landscape_images=2", "--attention_images=1", "--curve_eps=0.1",
+            f"--out={tmp_path / 'run'}", f"--report={report}"]
     result = _run(args, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     text = report.read_text()
