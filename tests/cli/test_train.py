@@ -31,9 +31,10 @@ def _config_overrides(name, tmp_path, rgb_folder):
         f"--export_dir={tmp_path / 'exports'}"]
     if not name.startswith(("digits", "base")):
         overrides += [f"--dataset=folder:{rgb_folder}", "--image_size=16,16"]
-        if "resnet101" in name or name == "flowers17_base.flags":
-            # Their settings step on the tiny model here; the ResNet-101
-            # itself in the slow test below (about a minute per step).
+        if "resnet101" in name or name == "flowers17_base.flags" or name.startswith("fmnist"):
+            # Their settings step on the tiny model here: the ResNet-101 in the
+            # slow test below (about a minute per step), the 28x28 fmnist
+            # ResNet in tests/backbones (tracing it per config cost minutes).
             overrides.append("--model=tiny")
     return overrides
 
