@@ -10,6 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow"); os.environ.setdefault("TF_
 import keras, numpy as np, tensorflow as tf
 from keras import ops
 import atalp_keras as ak
+from atalp_keras.attacks.primitives import xla_tracing
 from atalp_keras import losses
 from atalp_keras.backbones.registry import build_backbone
 JIT = os.environ.get("JIT") == "1"
@@ -19,7 +20,10 @@ c = build_backbone("fmnist", (28,28,1), 10)
 rng = np.random.default_rng(0)
 x = tf.constant(rng.uniform(size=(B, 28, 28, 1)).astype("float32")); y = tf.constant(rng.integers(0, 10, B).astype("int32"))
 att = ak.PGDAttack(0.1, 0.025, 7, seed=0)
-ours = tf.function(lambda a, b: att(c, a, b), jit_compile=JIT)
+def _attack(a, b):
+    with xla_tracing(JIT):  # unrolled under XLA, as in train_step
+        return att(c, a, b)
+ours = tf.function(_attack, jit_compile=JIT)
 sg = keras.random.SeedGenerator(0)
 ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 eps, step = 0.1, 0.025

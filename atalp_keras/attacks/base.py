@@ -17,7 +17,8 @@ import tensorflow as tf
 from atalp_keras.attacks import batching
 from atalp_keras.attacks.primitives import (check_eps, check_fraction,  # noqa: F401
                                             check_positive_int, input_gradient,
-                                            model_logits, per_example, project_linf)
+                                            model_logits, per_example, project_linf,
+                                            xla_tracing)
 from atalp_keras.attacks.progress import Progress
 from atalp_keras.errors import UsageError
 
@@ -174,7 +175,10 @@ class Attack:
             # One trace per model and image shape, whatever the batch size.
             signature = [tf.TensorSpec((None,) + x.shape[1:], tf.float32),
                          tf.TensorSpec((None,), tf.int32)]
-            self._compiled[key] = tf.function(lambda xb, yb: self(model, xb, yb),
+            def attack(xb, yb):
+                with xla_tracing(jit_compile):
+                    return self(model, xb, yb)
+            self._compiled[key] = tf.function(attack,
                                               input_signature=signature,
                                               jit_compile=jit_compile)
         progress = Progress(len(x), verbose, title=self.name, unit_name="image")

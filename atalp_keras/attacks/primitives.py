@@ -6,7 +6,9 @@ Conventions (see METHOD.md): pixels live in ``[0, 1]``, ``eps``/``step_size``
 are on the same scale, ``model(x, training=False)`` returns logits.
 """
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -92,3 +94,26 @@ def model_logits(model, x):
 def per_example(mask, x):
     """Reshapes a per-example vector so it broadcasts against the batch ``x``."""
     return ops.reshape(mask, (-1,) + (1,) * (len(x.shape) - 1))
+
+
+# Whether the graph being traced is XLA-compiled. PGD unrolls its few steps only
+# there: under XLA on CPU a tf.while_loop of the steps cost 3x the unrolled steps
+# (docs/benchmarks.md), while without XLA both run at the same speed and the
+# unrolled graph only costs tracing time (5 restarts x 10 steps = 50 traced steps).
+_XLA_TRACING = threading.local()
+
+
+@contextlib.contextmanager
+def xla_tracing(enabled):
+    """Marks the code traced inside as (``enabled``) or not XLA-compiled."""
+    previous = getattr(_XLA_TRACING, "enabled", False)
+    _XLA_TRACING.enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _XLA_TRACING.enabled = previous
+
+
+def tracing_for_xla():
+    """True inside ``xla_tracing(True)``."""
+    return getattr(_XLA_TRACING, "enabled", False)
