@@ -236,13 +236,24 @@ def missing_from_plan(s):
     radii = [e for e in full.also_eps if e not in s.also_eps]
     if radii:
         missing.append("the training radii " + ", ".join(f"eps {fmt_eps(e)}" for e in radii))
+    at_radii = [m for m in full.also_eps_methods if m not in s.also_eps_methods]
+    if at_radii and s.also_eps:
+        missing.append(", ".join(f"`{m}`" for m in at_radii) + " at "
+                       + ", ".join(f"eps {fmt_eps(e)}" for e in s.also_eps))
     if full.transfer and not s.transfer:
         missing.append("the gray/black-box transfer attacks")
+    elif full.transfer:
+        unsourced = [m for m in s.methods if full.has_sources(m) and not s.has_sources(m)]
+        if unsourced:
+            missing.append("the gray/black-box transfer attacks on "
+                           + ", ".join(f"`{m}`" for m in unsourced))
     return missing
 
 
-def partial_note(s):
-    missing = missing_from_plan(s)
+def partial_note(s, missing=None):
+    """The report's partial-run note (empty for a full run); ``missing``:
+    `missing_from_plan` of ``s`` when the caller has it already."""
+    missing = missing_from_plan(s) if missing is None else missing
     if not missing:
         return ""
     command = f"python experiments/reproduce.py --preset={s.preset}" + (
@@ -259,11 +270,12 @@ def write_report(s, info, runs, figures, sweep, argv, machine):
     for run in runs:
         eval_eps = s.eval_eps if run is main else (run["eps"],)
         tables.append(results_tables(s, run["agg"], list(run["agg"]), eval_eps, run["n"], kmax))
+    missing = missing_from_plan(s)
     title = "AT+ALP reproduction report" + (" (QUICK VARIANT)" if s.quick else "") + (
-        " (PARTIAL)" if missing_from_plan(s) else "")
+        " (PARTIAL)" if missing else "")
     text = fill(
         "report", title=title,
-        quick_note=(fill("quick") if s.quick else "") + partial_note(s),
+        quick_note=(fill("quick") if s.quick else "") + partial_note(s, missing),
         command=" ".join(argv),
         run_facts=run_facts(s, main, machine), settings_table=settings_table(s, info, n),
         sweep_section=sweep_section(sweep), training_table=training_table(runs),

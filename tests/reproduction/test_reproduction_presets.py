@@ -156,3 +156,15 @@ def test_a_run_smaller_than_its_preset_is_labelled_partial():
     note = report.partial_note(s)
     assert note.startswith("> **Partial report.**")
     assert "`python experiments/reproduce.py --preset=fmnist`" in note
+
+
+def test_fewer_methods_at_a_radius_or_with_sources_is_partial_too():
+    from atalp_keras.reproduction import report
+
+    s = presets.resolve("fmnist", explicit={"also_eps_methods": ("pat",)})
+    assert report.missing_from_plan(s) == ["`alp`, `at_alp` at eps 0.3"]
+    s = presets.resolve("fmnist", explicit={"source_methods": ("pat", "alp")})
+    assert report.missing_from_plan(s) == ["the gray/black-box transfer attacks on `at_alp`"]
+    # More than the plan (sources for every method) is not partial.
+    assert report.missing_from_plan(presets.resolve("fmnist",
+                                                    explicit={"source_methods": ()})) == []
