@@ -129,7 +129,7 @@ def train_method(s, method, seeds, eps, chosen, ledger, sources=True):
     if not sources:
         return entries, {e["name"]: {} for e in entries}, metrics
     folder = os.path.dirname(main_dir(s, method, 0, eps))
-    if s.gray_from_seeds and len(entries) > 1:
+    if s.gray_from_main(method):
         gray = {e["name"]: (entries[(i + 1) % len(entries)]["name"],
                             entries[(i + 1) % len(entries)]["dir"])
                 for i, e in enumerate(entries)}

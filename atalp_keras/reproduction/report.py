@@ -76,16 +76,23 @@ def run_facts(s, run, machine):
         f"figures in `{s.figures_dir}`"])
 
 
+def _names(methods):
+    return ", ".join(f"`{m}`" for m in methods)
+
+
 def _sources_cell(s):
     if not s.transfer:
         return "none (`--notransfer`: white-box evaluation only)"
-    gray = ("another main seed's model (seed 0 attacked from seed 1 and back)"
-            if s.gray_from_seeds else f"seed {s.source_seed}")
+    sourced = [m for m in s.methods if s.has_sources(m)]
+    from_main = [m for m in sourced if s.gray_from_main(m)]
+    trained = [m for m in sourced if not s.gray_from_main(m)]
+    gray = ([f"another main seed's model for {_names(from_main)} (each seed attacked from "
+             "the next one, the last from the first)"] if from_main else [])
+    gray += [f"seed {s.source_seed} for {_names(trained)}"] if trained else []
     black = (f"one `{s.blackbox_method}` model for every method" if s.blackbox_method
              else "same method")
-    return (f"gray box: same architecture and method, {gray}; black box: "
-            f"`{s.blackbox_model}`, {black}, seed {s.source_seed}; for "
-            + ", ".join(f"`{m}`" for m in s.methods if s.has_sources(m)))
+    return (f"gray box: same architecture and method, {'; '.join(gray)}; black box: "
+            f"`{s.blackbox_model}`, {black}, seed {s.source_seed}; for {_names(sourced)}")
 
 
 def settings_table(s, info, n):

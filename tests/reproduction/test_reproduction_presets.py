@@ -168,3 +168,17 @@ def test_fewer_methods_at_a_radius_or_with_sources_is_partial_too():
     # More than the plan (sources for every method) is not partial.
     assert report.missing_from_plan(presets.resolve("fmnist",
                                                     explicit={"source_methods": ()})) == []
+
+
+def test_the_sources_row_says_which_methods_take_their_gray_source_from_a_seed():
+    from atalp_keras.reproduction import report
+
+    cell = report._sources_cell(presets.resolve("fmnist"))
+    assert "another main seed's model for `pat`, `alp`, `at_alp`" in cell
+    assert "seed 100 for" not in cell
+    # --quick keeps one seed: every gray source is a trained seed-100 model,
+    # as train_method trains it, and the row must not claim otherwise.
+    s = presets.resolve("fmnist", quick=True)
+    assert not any(s.gray_from_main(m) for m in s.methods)
+    cell = report._sources_cell(s)
+    assert "another main seed" not in cell and "seed 100 for `pat`, `alp`, `at_alp`" in cell
