@@ -59,6 +59,11 @@ def train_model(config, label, ledger=None):
 
     wanted = json.loads(json.dumps(dataclasses.asdict(config.validate()), default=str))
     folder = artifacts.RunFolder(config.model_dir)
+    # A model several methods share (--blackbox_method) is counted once.
+    counted = ledger.setdefault("model_dirs", set()) if ledger is not None else set()
+    if config.model_dir in counted:
+        ledger = None
+    counted.add(config.model_dir)
     if os.path.isfile(folder.metrics) and os.path.isfile(folder.classifier):
         metrics = load_json(folder.metrics)
         stored = metrics.get("config", {})

@@ -2,6 +2,7 @@
 train, the plan follows issue 12, and explicit flags win."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -182,3 +183,24 @@ def test_the_sources_row_says_which_methods_take_their_gray_source_from_a_seed()
     assert not any(s.gray_from_main(m) for m in s.methods)
     cell = report._sources_cell(s)
     assert "another main seed" not in cell and "seed 100 for `pat`, `alp`, `at_alp`" in cell
+
+
+def test_a_shared_source_is_counted_once_in_the_ledger(tmp_path):
+    # train_method asks for the one --blackbox_method source once per method;
+    # the report's compute line must count that model (and its seconds) once.
+    from atalp_keras import artifacts
+
+    s = presets.resolve("fmnist", explicit={"out": str(tmp_path / "eps{eps}")})
+    config = models.train_config(s, "pat", 100, str(tmp_path / "black"), 0.1,
+                                 model="fmnist_deep")
+    folder = artifacts.RunFolder(config.model_dir)
+    os.makedirs(config.model_dir)
+    stored = json.loads(json.dumps(dataclasses.asdict(config.validate()), default=str))
+    with open(folder.metrics, "w") as handle:
+        json.dump({"config": stored, "seconds": 60.0}, handle)
+    open(folder.classifier, "w").close()
+    ledger = {}
+    for _ in range(3):
+        _, reused = models.train_model(config, "pat black source", ledger)
+        assert reused
+    assert (ledger["reused"], ledger["train_seconds"]) == (1, 60.0)
