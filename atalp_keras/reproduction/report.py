@@ -224,7 +224,7 @@ def figures_section(s, figures):
     lines = []
     for key, path in figures.items():
         rel = os.path.relpath(os.path.abspath(path), report_dir)
-        lines.append(f"**{discussion.CAPTIONS.get(key, key)}** (`{rel}`)\n\n![{key}]({rel})\n")
+        lines.append(f"**{discussion.caption(s, key)}** (`{rel}`)\n\n![{key}]({rel})\n")
     return "\n".join(lines)
 
 

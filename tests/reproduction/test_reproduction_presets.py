@@ -204,3 +204,14 @@ def test_a_shared_source_is_counted_once_in_the_ledger(tmp_path):
         _, reused = models.train_model(config, "pat black source", ledger)
         assert reused
     assert (ledger["reused"], ledger["train_seconds"]) == (1, 60.0)
+
+
+def test_the_black_box_caption_names_the_shared_source_method():
+    from atalp_keras.reproduction import report
+
+    figure = {"iterations_black": "docs/results_fmnist/iterations_black.png"}
+    shared = report.figures_section(presets.resolve("fmnist"), figure)
+    assert "one `pat` model for every method" in shared and "same method" not in shared
+    own = report.figures_section(presets.resolve("digits"),
+                                 {"iterations_black": "docs/results/iterations_black.png"})
+    assert "another architecture, same method" in own
