@@ -134,8 +134,8 @@ def attack_settings(s, num_classes):
 def results_tables(s, agg, methods, eval_eps, n, kmax):
     blocks = []
     for eps in eval_eps:
-        keys = [c for c in COLUMNS if any((c, eps) in agg[m] for m in methods)]
-        keys += [f"gray@{kmax}", f"black@{kmax}"]
+        keys = [c for c in COLUMNS + (f"gray@{kmax}", f"black@{kmax}")
+                if any((c, eps) in agg[m] for m in methods)]
         header = ["method"] + [k.replace("@", " PGD-") for k in keys]
         if any(("clean_all", eps) in agg[m] for m in methods):
             header.insert(1, "clean (all test)")

@@ -215,3 +215,16 @@ def test_the_black_box_caption_names_the_shared_source_method():
     own = report.figures_section(presets.resolve("digits"),
                                  {"iterations_black": "docs/results/iterations_black.png"})
     assert "another architecture, same method" in own
+
+
+def test_results_tables_show_transfer_columns_only_where_measured():
+    from atalp_keras.reproduction import report
+    from atalp_keras.reproduction.stats import Stat
+
+    s = presets.resolve("fmnist", explicit={"transfer": False})
+    white = {"pat": {("clean", 0.1): Stat([0.8], 100), ("pgd", 0.1): Stat([0.7], 100)}}
+    header = report.results_tables(s, white, ["pat"], (0.1,), 100, 200).splitlines()[2]
+    assert header == "| method | clean | pgd |"
+    white["pat"][("gray@200", 0.1)] = Stat([0.75], 100)
+    header = report.results_tables(s, white, ["pat"], (0.1,), 100, 200).splitlines()[2]
+    assert header == "| method | clean | pgd | gray PGD-200 |"
