@@ -120,7 +120,8 @@ def train_method(s, method, seeds, eps, chosen, ledger, sources=True):
     Returns:
         ``(entries, sources_by_name, metrics_by_role)``: one entry per main model
         (name, method, seed, dir, eps), ``{entry name: {"gray"|"black": (label,
-        dir)}}`` and ``{"main": [...], "gray": m, "black": m}``.
+        dir)}}`` (empty dicts without ``sources``) and ``{"main": [...],
+        "gray": m, "black": m}`` ("gray" only where a gray source is trained).
     """
     weights = method_weights(method, chosen)
     entries, metrics = [], {"main": []}
