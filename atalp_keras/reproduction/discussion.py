@@ -18,6 +18,14 @@ CAPTIONS = {
 WORD = {1: "higher", -1: "lower", 0: "tie"}
 
 
+def caption(s, key):
+    """The caption of figure ``key`` in the report of the run ``s``."""
+    if key == "iterations_black" and s.blackbox_method:
+        return ("Black-box accuracy against PGD iterations (source: another architecture, "
+                f"one `{s.blackbox_method}` model for every method)")
+    return CAPTIONS.get(key, key)
+
+
 def _stat(run, method, metric, eps=None):
     return run["agg"].get(method, {}).get((metric, run["eps"] if eps is None else eps),
                                           Stat([], run["n"]))

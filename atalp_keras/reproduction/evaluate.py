@@ -93,8 +93,11 @@ def _parts(s, entry, x, y, sources, info, full_test, stored):
                     s, model(), x, y, n, o, q, e))
     for threat, (label, source_dir) in [("white", (entry["name"], None))] + list(
             sources.items()):
+        # A transfer curve is reused only from the same source (--gray_from_seeds
+        # and --blackbox_method change it under the same part key).
         parts[f"iterations:{threat}"] = (
-            [list(s.iterations), s.iter_step_size, s.attack_seed, eval_eps],
+            [list(s.iterations), s.iter_step_size, s.attack_seed, eval_eps]
+            + ([] if source_dir is None else [label]),
             lambda t=threat, d=source_dir, lab=label: [dict(r, threat=t) for r in
                                                       analysis.robust_accuracy_vs_iterations(
                 model(), x, y, eval_eps, iterations=s.iterations, step_size=s.iter_step_size,

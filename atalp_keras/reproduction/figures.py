@@ -47,8 +47,9 @@ def iteration_figures(s, info, agg, methods, n):
     from atalp_keras import plots
 
     figures = {}
+    black = s.blackbox_model + (f", {s.blackbox_method}" if s.blackbox_method else "")
     for threat, title in (("white", "white-box"), ("gray", "gray-box (same arch., other seed)"),
-                          ("black", f"black-box (source: {s.blackbox_model})")):
+                          ("black", f"black-box (source: {black})")):
         records = []
         for method in methods:
             for eps in s.eval_eps:

@@ -59,6 +59,11 @@ def train_model(config, label, ledger=None):
 
     wanted = json.loads(json.dumps(dataclasses.asdict(config.validate()), default=str))
     folder = artifacts.RunFolder(config.model_dir)
+    # A model several methods share (--blackbox_method) is counted once.
+    counted = ledger.setdefault("model_dirs", set()) if ledger is not None else set()
+    if config.model_dir in counted:
+        ledger = None
+    counted.add(config.model_dir)
     if os.path.isfile(folder.metrics) and os.path.isfile(folder.classifier):
         metrics = load_json(folder.metrics)
         stored = metrics.get("config", {})
@@ -115,7 +120,8 @@ def train_method(s, method, seeds, eps, chosen, ledger, sources=True):
     Returns:
         ``(entries, sources_by_name, metrics_by_role)``: one entry per main model
         (name, method, seed, dir, eps), ``{entry name: {"gray"|"black": (label,
-        dir)}}`` and ``{"main": [...], "gray": m, "black": m}``.
+        dir)}}`` (empty dicts without ``sources``) and ``{"main": [...],
+        "gray": m, "black": m}`` ("gray" only where a gray source is trained).
     """
     weights = method_weights(method, chosen)
     entries, metrics = [], {"main": []}
@@ -129,7 +135,7 @@ def train_method(s, method, seeds, eps, chosen, ledger, sources=True):
     if not sources:
         return entries, {e["name"]: {} for e in entries}, metrics
     folder = os.path.dirname(main_dir(s, method, 0, eps))
-    if s.gray_from_seeds and len(entries) > 1:
+    if s.gray_from_main(method):
         gray = {e["name"]: (entries[(i + 1) % len(entries)]["name"],
                             entries[(i + 1) % len(entries)]["dir"])
                 for i, e in enumerate(entries)}

@@ -78,7 +78,8 @@ def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, 
 
 
 def run(s, argv, flags_text=""):
-    """Runs the whole reproduction for `Settings` ``s``; returns the report path."""
+    """Runs the whole reproduction for `Settings` ``s``; returns the report
+    path (None under ``--train_only``, which stops before the evaluation)."""
     from atalp_keras.reproduction import sweep as sweep_lib
 
     started, load_start = time.time(), os.getloadavg()[0]

@@ -76,16 +76,23 @@ def run_facts(s, run, machine):
         f"figures in `{s.figures_dir}`"])
 
 
+def _names(methods):
+    return ", ".join(f"`{m}`" for m in methods)
+
+
 def _sources_cell(s):
     if not s.transfer:
         return "none (`--notransfer`: white-box evaluation only)"
-    gray = ("another main seed's model (seed 0 attacked from seed 1 and back)"
-            if s.gray_from_seeds else f"seed {s.source_seed}")
+    sourced = [m for m in s.methods if s.has_sources(m)]
+    from_main = [m for m in sourced if s.gray_from_main(m)]
+    trained = [m for m in sourced if not s.gray_from_main(m)]
+    gray = ([f"another main seed's model for {_names(from_main)} (each seed attacked from "
+             "the next one, the last from the first)"] if from_main else [])
+    gray += [f"seed {s.source_seed} for {_names(trained)}"] if trained else []
     black = (f"one `{s.blackbox_method}` model for every method" if s.blackbox_method
              else "same method")
-    return (f"gray box: same architecture and method, {gray}; black box: "
-            f"`{s.blackbox_model}`, {black}, seed {s.source_seed}; for "
-            + ", ".join(f"`{m}`" for m in s.methods if s.has_sources(m)))
+    return (f"gray box: same architecture and method, {'; '.join(gray)}; black box: "
+            f"`{s.blackbox_model}`, {black}, seed {s.source_seed}; for {_names(sourced)}")
 
 
 def settings_table(s, info, n):
@@ -127,8 +134,8 @@ def attack_settings(s, num_classes):
 def results_tables(s, agg, methods, eval_eps, n, kmax):
     blocks = []
     for eps in eval_eps:
-        keys = [c for c in COLUMNS if any((c, eps) in agg[m] for m in methods)]
-        keys += [f"gray@{kmax}", f"black@{kmax}"]
+        keys = [c for c in COLUMNS + (f"gray@{kmax}", f"black@{kmax}")
+                if any((c, eps) in agg[m] for m in methods)]
         header = ["method"] + [k.replace("@", " PGD-") for k in keys]
         if any(("clean_all", eps) in agg[m] for m in methods):
             header.insert(1, "clean (all test)")
@@ -217,7 +224,7 @@ def figures_section(s, figures):
     lines = []
     for key, path in figures.items():
         rel = os.path.relpath(os.path.abspath(path), report_dir)
-        lines.append(f"**{discussion.CAPTIONS.get(key, key)}** (`{rel}`)\n\n![{key}]({rel})\n")
+        lines.append(f"**{discussion.caption(s, key)}** (`{rel}`)\n\n![{key}]({rel})\n")
     return "\n".join(lines)
 
 
@@ -236,13 +243,24 @@ def missing_from_plan(s):
     radii = [e for e in full.also_eps if e not in s.also_eps]
     if radii:
         missing.append("the training radii " + ", ".join(f"eps {fmt_eps(e)}" for e in radii))
+    at_radii = [m for m in full.also_eps_methods if m not in s.also_eps_methods]
+    if at_radii and s.also_eps:
+        missing.append(", ".join(f"`{m}`" for m in at_radii) + " at "
+                       + ", ".join(f"eps {fmt_eps(e)}" for e in s.also_eps))
     if full.transfer and not s.transfer:
         missing.append("the gray/black-box transfer attacks")
+    elif full.transfer:
+        unsourced = [m for m in s.methods if full.has_sources(m) and not s.has_sources(m)]
+        if unsourced:
+            missing.append("the gray/black-box transfer attacks on "
+                           + ", ".join(f"`{m}`" for m in unsourced))
     return missing
 
 
-def partial_note(s):
-    missing = missing_from_plan(s)
+def partial_note(s, missing=None):
+    """The report's partial-run note (empty for a full run); ``missing``:
+    `missing_from_plan` of ``s`` when the caller has it already."""
+    missing = missing_from_plan(s) if missing is None else missing
     if not missing:
         return ""
     command = f"python experiments/reproduce.py --preset={s.preset}" + (
@@ -259,11 +277,12 @@ def write_report(s, info, runs, figures, sweep, argv, machine):
     for run in runs:
         eval_eps = s.eval_eps if run is main else (run["eps"],)
         tables.append(results_tables(s, run["agg"], list(run["agg"]), eval_eps, run["n"], kmax))
+    missing = missing_from_plan(s)
     title = "AT+ALP reproduction report" + (" (QUICK VARIANT)" if s.quick else "") + (
-        " (PARTIAL)" if missing_from_plan(s) else "")
+        " (PARTIAL)" if missing else "")
     text = fill(
         "report", title=title,
-        quick_note=(fill("quick") if s.quick else "") + partial_note(s),
+        quick_note=(fill("quick") if s.quick else "") + partial_note(s, missing),
         command=" ".join(argv),
         run_facts=run_facts(s, main, machine), settings_table=settings_table(s, info, n),
         sweep_section=sweep_section(sweep), training_table=training_table(runs),

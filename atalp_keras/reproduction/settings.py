@@ -61,9 +61,9 @@ class Settings:
     blackbox_method: str = _f("", "Method of ONE black-box source shared by every method "
                                   "(empty: each method gets its own, trained like it).")
     gray_from_seeds: bool = _f(False, "A method with two or more main seeds takes another "
-                                      "seed's main model as its gray-box source (seed 0 is "
-                                      "attacked from seed 1 and back) instead of training a "
-                                      "--source_seed model.")
+                                      "seed's main model as its gray-box source (each seed is "
+                                      "attacked from the next one, the last from the first) "
+                                      "instead of training a --source_seed model.")
     also_eps: tuple = _f((), "Further training radii, each a second run into --out with "
                              "{eps} replaced (one seed, no sources).", item=_radius)
     also_eps_methods: tuple = _f((), "Methods trained at each --also_eps radius.")
@@ -113,6 +113,12 @@ class Settings:
 
     def has_sources(self, method):
         return not self.source_methods or method in self.source_methods
+
+    def gray_from_main(self, method):
+        """Whether ``method``'s gray-box source is another of its main models
+        (``--gray_from_seeds`` with two or more seeds) rather than a trained
+        ``--source_seed`` model."""
+        return self.gray_from_seeds and len(self.seeds_of(method)) > 1
 
     def in_figures(self, method):
         return not self.figure_methods or method in self.figure_methods

@@ -8,7 +8,7 @@ import numpy as np
 
 # The interval lives with the evaluation's other statistics (evaluate.py's
 # tables use it too).
-from atalp_keras.evaluation.stats import Z95, wilson_interval  # noqa: E402,F401
+from atalp_keras.evaluation.stats import format_interval, wilson_interval
 
 
 @dataclasses.dataclass
@@ -47,8 +47,7 @@ class Stat:
         if self.std is not None:
             text += f" ± {100 * self.std:.1f}"
         if interval:
-            low, high = self.interval()
-            text += f" [{100 * low:.1f}, {100 * high:.1f}]"
+            text += " " + format_interval(self.mean, self.n)
         return text
 
 

@@ -2,6 +2,7 @@
 train, the plan follows issue 12, and explicit flags win."""
 
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -156,3 +157,74 @@ def test_a_run_smaller_than_its_preset_is_labelled_partial():
     note = report.partial_note(s)
     assert note.startswith("> **Partial report.**")
     assert "`python experiments/reproduce.py --preset=fmnist`" in note
+
+
+def test_fewer_methods_at_a_radius_or_with_sources_is_partial_too():
+    from atalp_keras.reproduction import report
+
+    s = presets.resolve("fmnist", explicit={"also_eps_methods": ("pat",)})
+    assert report.missing_from_plan(s) == ["`alp`, `at_alp` at eps 0.3"]
+    s = presets.resolve("fmnist", explicit={"source_methods": ("pat", "alp")})
+    assert report.missing_from_plan(s) == ["the gray/black-box transfer attacks on `at_alp`"]
+    # More than the plan (sources for every method) is not partial.
+    assert report.missing_from_plan(presets.resolve("fmnist",
+                                                    explicit={"source_methods": ()})) == []
+
+
+def test_the_sources_row_says_which_methods_take_their_gray_source_from_a_seed():
+    from atalp_keras.reproduction import report
+
+    cell = report._sources_cell(presets.resolve("fmnist"))
+    assert "another main seed's model for `pat`, `alp`, `at_alp`" in cell
+    assert "seed 100 for" not in cell
+    # --quick keeps one seed: every gray source is a trained seed-100 model,
+    # as train_method trains it, and the row must not claim otherwise.
+    s = presets.resolve("fmnist", quick=True)
+    assert not any(s.gray_from_main(m) for m in s.methods)
+    cell = report._sources_cell(s)
+    assert "another main seed" not in cell and "seed 100 for `pat`, `alp`, `at_alp`" in cell
+
+
+def test_a_shared_source_is_counted_once_in_the_ledger(tmp_path):
+    # train_method asks for the one --blackbox_method source once per method;
+    # the report's compute line must count that model (and its seconds) once.
+    from atalp_keras import artifacts
+
+    s = presets.resolve("fmnist", explicit={"out": str(tmp_path / "eps{eps}")})
+    config = models.train_config(s, "pat", 100, str(tmp_path / "black"), 0.1,
+                                 model="fmnist_deep")
+    folder = artifacts.RunFolder(config.model_dir)
+    os.makedirs(config.model_dir)
+    stored = json.loads(json.dumps(dataclasses.asdict(config.validate()), default=str))
+    with open(folder.metrics, "w") as handle:
+        json.dump({"config": stored, "seconds": 60.0}, handle)
+    open(folder.classifier, "w").close()
+    ledger = {}
+    for _ in range(3):
+        _, reused = models.train_model(config, "pat black source", ledger)
+        assert reused
+    assert (ledger["reused"], ledger["train_seconds"]) == (1, 60.0)
+
+
+def test_the_black_box_caption_names_the_shared_source_method():
+    from atalp_keras.reproduction import report
+
+    figure = {"iterations_black": "docs/results_fmnist/iterations_black.png"}
+    shared = report.figures_section(presets.resolve("fmnist"), figure)
+    assert "one `pat` model for every method" in shared and "same method" not in shared
+    own = report.figures_section(presets.resolve("digits"),
+                                 {"iterations_black": "docs/results/iterations_black.png"})
+    assert "another architecture, same method" in own
+
+
+def test_results_tables_show_transfer_columns_only_where_measured():
+    from atalp_keras.reproduction import report
+    from atalp_keras.reproduction.stats import Stat
+
+    s = presets.resolve("fmnist", explicit={"transfer": False})
+    white = {"pat": {("clean", 0.1): Stat([0.8], 100), ("pgd", 0.1): Stat([0.7], 100)}}
+    header = report.results_tables(s, white, ["pat"], (0.1,), 100, 200).splitlines()[2]
+    assert header == "| method | clean | pgd |"
+    white["pat"][("gray@200", 0.1)] = Stat([0.75], 100)
+    header = report.results_tables(s, white, ["pat"], (0.1,), 100, 200).splitlines()[2]
+    assert header == "| method | clean | pgd | gray PGD-200 |"
