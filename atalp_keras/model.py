@@ -15,7 +15,7 @@ from keras import ops
 
 from atalp_keras import attention, batch_checks, compile_args, losses, methods
 from atalp_keras.attacks import check_trainable_attack, serialize_attack
-from atalp_keras.attacks.primitives import xla_tracing
+from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras.errors import UsageError
 from atalp_keras.features import (check_functional, check_logits_output, detect_stage_layers,
                                   feature_model_for, resolve_stage_layers)
@@ -320,7 +320,7 @@ class ATALPModel(keras.Model):
                              f"with an {ATTACK_MASK!r} entry")
         x_adv = None
         if self.train_attack is not None:
-            with xla_tracing(self.jit_compile):
+            with unrolled_steps(True):
                 x_adv = tf.stop_gradient(self.train_attack(self.classifier, x, y))
         keys = self._train_keys()
         logits_clean = None
@@ -357,7 +357,7 @@ class ATALPModel(keras.Model):
         logits_adv, adv_weight = None, None
         if self.eval_attack is not None:
             def attacked():
-                with xla_tracing(self.jit_compile):
+                with unrolled_steps(True):
                     x_adv = self.eval_attack(self.classifier, x, y)
                 return self.classifier(x_adv, training=False)
             if attack_mask is None:

@@ -10,7 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow"); os.environ.setdefault("TF_
 import keras, numpy as np, tensorflow as tf
 from keras import ops
 import atalp_keras as ak
-from atalp_keras.attacks.primitives import xla_tracing
+from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras import losses
 from atalp_keras.backbones.registry import build_backbone
 JIT = os.environ.get("JIT") == "1"
@@ -21,7 +21,7 @@ rng = np.random.default_rng(0)
 x = tf.constant(rng.uniform(size=(B, 28, 28, 1)).astype("float32")); y = tf.constant(rng.integers(0, 10, B).astype("int32"))
 att = ak.PGDAttack(0.1, 0.025, 7, seed=0)
 def _attack(a, b):
-    with xla_tracing(JIT):  # unrolled under XLA, as in train_step
+    with unrolled_steps(True):  # as in train_step
         return att(c, a, b)
 ours = tf.function(_attack, jit_compile=JIT)
 sg = keras.random.SeedGenerator(0)

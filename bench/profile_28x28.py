@@ -10,7 +10,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow"); os.environ.setdefault("TF_
 import keras, numpy as np, tensorflow as tf
 from keras import ops
 import atalp_keras as ak
-from atalp_keras.attacks.primitives import xla_tracing
+from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras import losses, attention
 from atalp_keras.backbones.registry import build_backbone
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ c = clf(); opt = keras.optimizers.SGD(0.05, momentum=0.9); v = c.trainable_varia
 m_at = ak.ATALPModel(c); fm = m_at.feature_model
 att = ak.PGDAttack(0.1, 0.025, 7, seed=0)
 def _attack(a, b):
-    with xla_tracing(JIT):  # unrolled under XLA, as in train_step
+    with unrolled_steps(True):  # as in train_step
         return att(c, a, b)
 fa = tf.function(_attack, jit_compile=JIT); F["attack7"] = lambda: fa(x, y)
 ff = tf.function(lambda a: c(a, training=False), jit_compile=JIT); F["fwd_B"] = lambda: ff(x)

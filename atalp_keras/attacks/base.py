@@ -18,7 +18,7 @@ from atalp_keras.attacks import batching
 from atalp_keras.attacks.primitives import (check_eps, check_fraction,  # noqa: F401
                                             check_positive_int, input_gradient,
                                             model_logits, per_example, project_linf,
-                                            xla_tracing)
+                                            unrolled_steps)
 from atalp_keras.attacks.progress import Progress
 from atalp_keras.errors import UsageError
 
@@ -176,7 +176,7 @@ class Attack:
             signature = [tf.TensorSpec((None,) + x.shape[1:], tf.float32),
                          tf.TensorSpec((None,), tf.int32)]
             def attack(xb, yb):
-                with xla_tracing(jit_compile):
+                with unrolled_steps(jit_compile):
                     return self(model, xb, yb)
             self._compiled[key] = tf.function(attack,
                                               input_signature=signature,

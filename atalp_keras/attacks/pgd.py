@@ -17,11 +17,12 @@ from keras import ops
 from atalp_keras import losses
 from atalp_keras.attacks.base import (Attack, check_eps, check_positive_int, input_gradient,
                                       model_logits, per_example, project_linf)
-from atalp_keras.attacks.primitives import tracing_for_xla
+from atalp_keras.attacks.primitives import unrolling_steps
 
-# Under XLA (`primitives.xla_tracing`), attacks of at most this many steps (given
-# as a Python int) are unrolled in the graph; longer ones, tensor step counts and
-# every attack traced without XLA run as one tf.while_loop.
+# Inside `primitives.unrolled_steps(True)` (train_step, test_step, XLA-compiled
+# perturb), attacks of at most this many steps (given as a Python int) are
+# unrolled in the graph; longer ones, tensor step counts and other attacks run as
+# one tf.while_loop.
 UNROLL_MAX_STEPS = 20
 
 
@@ -104,10 +105,9 @@ class PGDAttack(Attack):
             x_adv = x_adv + step * ops.sign(grad)
             return i + 1, project_linf(x_adv, x_natural, eps)
 
-        if tracing_for_xla() and isinstance(num_steps, int) and num_steps <= UNROLL_MAX_STEPS:
-            # Unrolled: under XLA on CPU a while_loop of these steps cost 3x the
-            # unrolled steps (docs/benchmarks.md); without XLA both run at the
-            # same speed and the loop traces once instead of num_steps times.
+        if unrolling_steps() and isinstance(num_steps, int) and num_steps <= UNROLL_MAX_STEPS:
+            # Unrolled: under XLA on CPU a while_loop of these steps cost 3x
+            # the unrolled steps (docs/benchmarks.md).
             for i in range(num_steps):
                 _, x_adv = body(i, x_adv)
             return tf.stop_gradient(x_adv)

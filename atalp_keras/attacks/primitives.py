@@ -96,24 +96,26 @@ def per_example(mask, x):
     return ops.reshape(mask, (-1,) + (1,) * (len(x.shape) - 1))
 
 
-# Whether the graph being traced is XLA-compiled. PGD unrolls its few steps only
-# there: under XLA on CPU a tf.while_loop of the steps cost 3x the unrolled steps
-# (docs/benchmarks.md), while without XLA both run at the same speed and the
-# unrolled graph only costs tracing time (5 restarts x 10 steps = 50 traced steps).
-_XLA_TRACING = threading.local()
+# Whether the attack being traced unrolls its few steps in the graph. The model's
+# train_step/test_step and XLA-compiled `perturb` calls do: under XLA on CPU a
+# tf.while_loop of PGD-7 cost 3x the unrolled steps (docs/benchmarks.md), and a
+# step function is traced once per fit. Other `perturb` calls (evaluation) loop:
+# unrolled, each short attack traces every step again (the audit's PGD-10 x 5
+# restarts traced 50 steps, most of an evaluation's time on small models).
+_UNROLL = threading.local()
 
 
 @contextlib.contextmanager
-def xla_tracing(enabled):
-    """Marks the code traced inside as (``enabled``) or not XLA-compiled."""
-    previous = getattr(_XLA_TRACING, "enabled", False)
-    _XLA_TRACING.enabled = bool(enabled)
+def unrolled_steps(enabled):
+    """Attacks traced inside unroll (``enabled``) or loop their steps."""
+    previous = getattr(_UNROLL, "enabled", False)
+    _UNROLL.enabled = bool(enabled)
     try:
         yield
     finally:
-        _XLA_TRACING.enabled = previous
+        _UNROLL.enabled = previous
 
 
-def tracing_for_xla():
-    """True inside ``xla_tracing(True)``."""
-    return getattr(_XLA_TRACING, "enabled", False)
+def unrolling_steps():
+    """True inside ``unrolled_steps(True)``."""
+    return getattr(_UNROLL, "enabled", False)

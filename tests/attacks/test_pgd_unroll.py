@@ -1,6 +1,7 @@
-"""PGD of a few steps is unrolled in graphs traced for XLA (a tf.while_loop of
-the same steps cost 3x under XLA on CPU, issue 11 item 2) and looped otherwise
-(same speed, one traced step instead of num_steps), with the same values."""
+"""PGD of a few steps is unrolled in train_step/test_step and XLA-compiled
+perturb calls (traced once per fit; under XLA on CPU a tf.while_loop of the same
+steps cost 3x, issue 11 item 2) and looped in other perturb calls (one traced
+step instead of num_steps), with the same values."""
 
 import keras
 import numpy as np
@@ -8,7 +9,7 @@ import tensorflow as tf
 
 import atalp_keras as ak
 from atalp_keras.attacks import pgd
-from atalp_keras.attacks.primitives import tracing_for_xla, xla_tracing
+from atalp_keras.attacks.primitives import unrolling_steps, unrolled_steps
 
 
 def _loops(fn, *args):
@@ -23,37 +24,38 @@ def _problem():
     return model, x, tf.constant([0, 1, 2, 3])
 
 
-def _under_xla(fn):
+def _unrolled(fn):
     def traced(*args):
-        with xla_tracing(True):
+        with unrolled_steps(True):
             return fn(*args)
     return traced
 
 
-def test_short_attacks_unrolled_only_for_xla_long_and_tensor_counts_looped():
+def test_short_attacks_unrolled_only_where_asked_long_and_tensor_counts_looped():
     model, x, y = _problem()
     attack = ak.PGDAttack(0.2, 0.05, 3, random_start=False)
     run = lambda a, b: attack(model, a, b)  # noqa: E731
-    assert _loops(_under_xla(run), x, y) == []
-    assert _loops(run, x, y)  # Without XLA: one loop, whatever the step count.
-    assert not tracing_for_xla()  # The context does not leak.
+    assert _loops(_unrolled(run), x, y) == []
+    assert _loops(run, x, y)  # Not asked: one loop, whatever the step count.
+    assert not unrolling_steps()  # The context does not leak.
     longer = ak.PGDAttack(0.2, 0.05, pgd.UNROLL_MAX_STEPS + 1, random_start=False)
-    assert _loops(_under_xla(lambda a, b: longer(model, a, b)), x, y)
-    with xla_tracing(True):
+    assert _loops(_unrolled(lambda a, b: longer(model, a, b)), x, y)
+    with unrolled_steps(True):
         unrolled = attack.iterate(model, x, x, y, 3)
     looped = tf.function(lambda a: attack.iterate(model, a, a, y, tf.constant(3)))(x)
-    assert _loops(_under_xla(lambda a: attack.iterate(model, a, a, y, tf.constant(3))), x)
+    assert _loops(_unrolled(lambda a: attack.iterate(model, a, a, y, tf.constant(3))), x)
     np.testing.assert_allclose(unrolled.numpy(), looped.numpy(), atol=1e-6)
 
 
-def test_train_step_and_perturb_unroll_exactly_when_xla_compiled():
+def test_steps_always_unroll_and_perturb_only_when_xla_compiled():
     model, x, y = _problem()
     for jit in (False, True):
         trainer = ak.ATALPModel(model)
         trainer.compile(keras.optimizers.SGD(0.01), method="pat",
-                        attack=ak.PGDAttack(0.2, 0.05, 3, seed=0), eval_attack=None,
-                        jit_compile=jit)
-        assert bool(_loops(lambda a, b: trainer.train_step((a, b)), x, y)) is not jit
+                        attack=ak.PGDAttack(0.2, 0.05, 3, seed=0),
+                        eval_attack=ak.PGDAttack(0.2, 0.05, 3, seed=1), jit_compile=jit)
+        assert _loops(lambda a, b: trainer.train_step((a, b)), x, y) == []
+        assert _loops(lambda a, b: trainer.test_step((a, b)), x, y) == []
         attack = ak.PGDAttack(0.2, 0.05, 3, random_start=False)
         attack.perturb(model, x.numpy(), y.numpy(), jit_compile=jit)
         (compiled,) = attack._compiled.values()
