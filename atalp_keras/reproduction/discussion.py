@@ -31,7 +31,8 @@ def _stat(run, method, metric, eps=None):
                                           Stat([], run["n"]))
 
 
-def _names(names, empty="none"):
+def code_list(names, empty="none"):
+    """``a``, ``b`` as inline code, comma-separated; ``empty`` when there are none."""
     return ", ".join(f"`{m}`" for m in names) or empty
 
 

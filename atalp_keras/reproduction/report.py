@@ -76,23 +76,20 @@ def run_facts(s, run, machine):
         f"figures in `{s.figures_dir}`"])
 
 
-def _names(methods):
-    return ", ".join(f"`{m}`" for m in methods)
-
-
 def _sources_cell(s):
+    names = discussion.code_list
     if not s.transfer:
         return "none (`--notransfer`: white-box evaluation only)"
     sourced = [m for m in s.methods if s.has_sources(m)]
     from_main = [m for m in sourced if s.gray_from_main(m)]
     trained = [m for m in sourced if not s.gray_from_main(m)]
-    gray = ([f"another main seed's model for {_names(from_main)} (each seed attacked from "
+    gray = ([f"another main seed's model for {names(from_main)} (each seed attacked from "
              "the next one, the last from the first)"] if from_main else [])
-    gray += [f"seed {s.source_seed} for {_names(trained)}"] if trained else []
+    gray += [f"seed {s.source_seed} for {names(trained)}"] if trained else []
     black = (f"one `{s.blackbox_method}` model for every method" if s.blackbox_method
              else "same method")
     return (f"gray box: same architecture and method, {'; '.join(gray)}; black box: "
-            f"`{s.blackbox_model}`, {black}, seed {s.source_seed}; for {_names(sourced)}")
+            f"`{s.blackbox_model}`, {black}, seed {s.source_seed}; for {names(sourced)}")
 
 
 def settings_table(s, info, n):
@@ -106,7 +103,7 @@ def settings_table(s, info, n):
         ["training recipe (TrainConfig, all models)",
          ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("dataset", "model"))],
         ["further radii", ", ".join(f"eps {fmt_eps(e)}: "
-                                    + ", ".join(f"`{m}`" for m in s.also_eps_methods)
+                                    + discussion.code_list(s.also_eps_methods, "")
                                     for e in s.also_eps) or "none"],
         ["evaluation radii", ", ".join(fmt_eps(e) for e in s.eval_eps)],
     ]
@@ -235,7 +232,7 @@ def missing_from_plan(s):
     missing = []
     methods = [m for m in full.methods if m not in s.methods]
     if methods:
-        missing.append("the methods " + ", ".join(f"`{m}`" for m in methods))
+        missing.append("the methods " + discussion.code_list(methods))
     seeds = sorted({seed for m in s.methods for seed in full.seeds_of(m)
                     if seed not in s.seeds_of(m)})
     if seeds:
@@ -245,7 +242,7 @@ def missing_from_plan(s):
         missing.append("the training radii " + ", ".join(f"eps {fmt_eps(e)}" for e in radii))
     at_radii = [m for m in full.also_eps_methods if m not in s.also_eps_methods]
     if at_radii and s.also_eps:
-        missing.append(", ".join(f"`{m}`" for m in at_radii) + " at "
+        missing.append(discussion.code_list(at_radii) + " at "
                        + ", ".join(f"eps {fmt_eps(e)}" for e in s.also_eps))
     if full.transfer and not s.transfer:
         missing.append("the gray/black-box transfer attacks")
@@ -253,7 +250,7 @@ def missing_from_plan(s):
         unsourced = [m for m in s.methods if full.has_sources(m) and not s.has_sources(m)]
         if unsourced:
             missing.append("the gray/black-box transfer attacks on "
-                           + ", ".join(f"`{m}`" for m in unsourced))
+                           + discussion.code_list(unsourced))
     return missing
 
 
