@@ -1,6 +1,7 @@
-"""Progress bars: on stderr at verbose=1, nothing at verbose=0, stdout untouched."""
+"""Progress bars: on stderr at verbose=1, nothing at verbose=0, stdout untouched;
+a line now and then (not a redrawn bar) where stderr is a log file."""
 
-from atalp_keras.attacks import PGDAttack, RaySAttack
+from atalp_keras.attacks import PGDAttack, RaySAttack, progress
 from atalp_keras.attacks.progress import Progress
 
 
@@ -27,3 +28,24 @@ def test_attacks_show_progress_at_verbose_1(digits, undefended_model, capsys):
     assert "pgd" in err and "20/20" in err and "rays" in err
     PGDAttack(0.1, num_steps=2, seed=0).perturb(undefended_model, x, y, verbose=0)
     assert capsys.readouterr() == ("", "")
+
+
+def test_a_log_file_gets_a_line_per_interval_and_one_at_the_end(capsys, monkeypatch):
+    # capsys' stderr is not a terminal: the log mode.
+    bar = Progress(10, verbose=1, title="square", unit_name="query")
+    for i in range(9):
+        bar.add(1, robust=10 - i)
+    bar.finish(robust=2)
+    err = capsys.readouterr().err.splitlines()
+    # Within the interval: the title and the final line only.
+    assert err[0] == "square"
+    assert len(err) == 2 and err[1].startswith("square: 10/10 queries (100%)")
+    assert err[1].endswith("robust: 2")
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    bar = Progress(4, verbose=1, unit_name="image")
+    for _ in range(4):
+        bar.add(1)
+    bar.finish()
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(" images")[0] for line in err] == [
+        "progress: 1/4", "progress: 2/4", "progress: 3/4", "progress: 4/4"]
