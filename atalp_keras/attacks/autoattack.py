@@ -13,6 +13,13 @@ the robust accuracy after it, its seconds and the number of points it attacked.
 The components are built once per AutoAttack object and keep their compiled
 functions per model, so a second call on the same model traces nothing.
 
+With ``resume_file``, the state after each finished stage (robust mask, the
+adversarials found, the report) is written there, and a later call on the
+same model, points and settings starts after the last finished stage: an
+hour-long standard run that is killed loses at most the stage it was in.
+Every stage restarts its randomness, so a resumed run returns what an
+uninterrupted one would.
+
 Where this differs from the reference implementation (fra31/auto-attack):
 
 - "fast" is this package's version (no reference counterpart); the reference's
@@ -34,6 +41,9 @@ Where this differs from the reference implementation (fra31/auto-attack):
   that returns probabilities instead of logits is refused.
 """
 
+import hashlib
+import json
+import os
 import sys
 import time
 
@@ -61,6 +71,12 @@ class AutoAttack(EagerAttack):
         n_queries: Square's query budget (5000).
         seed: Optional int, given to every component (every call with a seed
             gives the same result, as a freshly built attack would).
+        resume_file: Optional path of an ``.npz`` file holding the progress
+            of a call (written atomically after every stage). A call whose
+            model weights, points, labels and settings match the file's
+            resumes after its last finished stage; any other call starts
+            over and replaces it. Not a setting: not in ``get_config``. The
+            caller removes the file once it has kept the result.
 
     Extras of ``run(...)``: ``report`` (list of dicts with ``component``,
     ``robust_accuracy``, ``seconds``, ``n``: the points it attacked),
@@ -76,7 +92,7 @@ class AutoAttack(EagerAttack):
     name = "autoattack"
 
     def __init__(self, eps, version="standard", num_steps=100, n_target_classes=9,
-                 n_queries=5000, seed=None):
+                 n_queries=5000, seed=None, resume_file=None):
         super().__init__(eps, seed=seed)
         if version not in VERSIONS:
             raise UsageError(f"`version` must be one of {VERSIONS}. Received: version={version!r}")
@@ -85,6 +101,7 @@ class AutoAttack(EagerAttack):
         self.n_target_classes = check_positive_int(n_target_classes, "n_target_classes")
         self.n_queries = check_positive_int(n_queries, "n_queries")
         self.name = "autoattack" if version == "standard" else "autoattack-fast"
+        self.resume_file = None if resume_file is None else os.fspath(resume_file)
         self._components = None
 
     def get_config(self):
@@ -136,19 +153,26 @@ class AutoAttack(EagerAttack):
         """
         n = len(x)
         ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
-        start = time.time()
-        robust = predict_classes(model, x, batch_size) == y
-        clean = robust.copy()
-        broken_by = [None] * n
-        report = [{"component": "clean", "robust_accuracy": float(robust.mean()) if n else 0.0,
-                   "seconds": time.time() - start, "n": n}]
-        x_adv = x.copy()
-        for stage, attack in enumerate(self._stages(), start=1):
+        stages = self._stages()
+        state = self._resumed(model, x, y, verbose)
+        if state is None:
+            start = time.time()
+            robust = predict_classes(model, x, batch_size) == y
+            state = {"done": 0, "robust": robust, "clean": robust.copy(), "x_adv": x.copy(),
+                     "broken_by": [None] * n,
+                     "report": [{"component": "clean",
+                                 "robust_accuracy": float(robust.mean()) if n else 0.0,
+                                 "seconds": time.time() - start, "n": n}]}
+        robust, x_adv, broken_by, report = (state[k] for k in ("robust", "x_adv", "broken_by",
+                                                                "report"))
+        for stage, attack in enumerate(stages, start=1):
+            if stage <= state["done"]:
+                continue
             idx = np.flatnonzero(robust)
             start = time.time()
             if idx.size:
                 if verbose:
-                    print(f"{self.name} stage {stage}/{len(self._components)}: {attack.name} "
+                    print(f"{self.name} stage {stage}/{len(stages)}: {attack.name} "
                           f"on {idx.size} points", file=sys.stderr, flush=True)
                 candidate, _ = attack._generate(model, x[idx], y[idx], batch_size, jit_compile,
                                                 ids[idx], verbose)
@@ -160,11 +184,61 @@ class AutoAttack(EagerAttack):
                     broken_by[i] = attack.name
             report.append({"component": attack.name, "robust_accuracy": float(robust.mean()),
                            "seconds": time.time() - start, "n": int(idx.size)})
+            state["done"] = stage
+            self._save_state(state, model, x, y)
             if verbose:
                 print(f"{self.name} after {attack.name}: robust accuracy "
                       f"{robust.mean():.4f} ({report[-1]['seconds']:.1f} s)", file=sys.stderr)
         return x_adv, {"report": report, "robust": robust, "broken_by": broken_by,
-                       "success": clean & ~robust}
+                       "success": state["clean"] & ~robust}
+
+    def _fingerprint(self, model, x, y):
+        """What a resumed call must share with the one that wrote the file."""
+        weights = getattr(model, "weights", None)
+        if weights is None:
+            raise UsageError("`resume_file` needs a Keras model (its weights identify the run). "
+                             f"Received: model={type(model).__name__}")
+        digest = hashlib.sha256(json.dumps(self.get_config(), sort_keys=True).encode())
+        for array in [x, y.astype(np.int64)] + [np.asarray(w) for w in weights]:
+            digest.update(str(array.shape).encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    def _resumed(self, model, x, y, verbose):
+        """The saved state of this call, or None (no file, or another call's)."""
+        if self.resume_file is None or not os.path.isfile(self.resume_file):
+            return None
+        with np.load(self.resume_file, allow_pickle=False) as saved:
+            if str(saved["fingerprint"]) != self._fingerprint(model, x, y):
+                print(f"{self.name}: {self.resume_file} holds another call's progress "
+                      "(other model, points or settings); starting over", file=sys.stderr)
+                return None
+            x_adv = x.copy()
+            broken = saved["broken"]
+            x_adv[broken] = saved["x_broken"]
+            state = {"done": int(saved["done"]), "robust": saved["robust"].copy(),
+                     "clean": saved["clean"].copy(), "x_adv": x_adv,
+                     "broken_by": [b or None for b in saved["broken_by"].tolist()],
+                     "report": json.loads(str(saved["report"]))}
+        if verbose:
+            print(f"{self.name}: resuming after stage {state['done']} from {self.resume_file}",
+                  file=sys.stderr, flush=True)
+        return state
+
+    def _save_state(self, state, model, x, y):
+        if self.resume_file is None:
+            return
+        broken = np.flatnonzero(state["clean"] & ~state["robust"])
+        folder = os.path.dirname(os.path.abspath(self.resume_file))
+        os.makedirs(folder, exist_ok=True)
+        partial = os.path.join(folder, f".{os.path.basename(self.resume_file)}.partial.npz")
+        np.savez_compressed(
+            partial, fingerprint=self._fingerprint(model, x, y), done=state["done"],
+            robust=state["robust"], clean=state["clean"], broken=broken,
+            x_broken=state["x_adv"][broken],
+            broken_by=np.array([b or "" for b in state["broken_by"]], dtype=str),
+            report=json.dumps(state["report"]))
+        os.replace(partial, self.resume_file)
 
 
 class AutoAttackFast(AutoAttack):
@@ -173,6 +247,7 @@ class AutoAttackFast(AutoAttack):
     name = "autoattack-fast"
 
     def __init__(self, eps, version="fast", num_steps=100, n_target_classes=9, n_queries=5000,
-                 seed=None):
+                 seed=None, resume_file=None):
         super().__init__(eps, version=version, num_steps=num_steps,
-                         n_target_classes=n_target_classes, n_queries=n_queries, seed=seed)
+                         n_target_classes=n_target_classes, n_queries=n_queries, seed=seed,
+                         resume_file=resume_file)

@@ -35,13 +35,23 @@ def _predicted(model, x, batch_size):
     return np.argmax(np.asarray(logits), -1)
 
 
-def _attack_part(s, model, x, y, name, options, queries, eps):
+def state_file(entry, key):
+    """Where the part ``key`` of ``entry`` keeps its progress while it runs
+    (AutoAttack's stages); removed once the part is in the JSON."""
+    return os.path.join(entry["out"], "eval", f"{entry['name']}.{key}.state.npz")
+
+
+def _attack_part(s, model, x, y, name, options, queries, eps, resume_file):
     from atalp_keras import evaluation
 
+    if name.startswith("autoattack"):
+        options = dict(options, resume_file=resume_file)
     attack = evaluation.build_attacks([(name, options)], [eps], queries=queries,
                                       seed=s.attack_seed)[0]
     started = time.time()
-    result = attack.run(model, x, y, batch_size=s.eval_batch_size)
+    log(f"{name} at eps {fmt_eps(eps)} on {len(y)} images")
+    # verbose: progress on stderr (a line a minute in a log file).
+    result = attack.run(model, x, y, batch_size=s.eval_batch_size, verbose=1)
     x_adv = np.asarray(result.x_adv, np.float32)
     correct = _predicted(model, x_adv, s.eval_batch_size) == y
     part = {"attack": name, "eps": float(eps), "n": int(len(y)),
@@ -54,6 +64,9 @@ def _attack_part(s, model, x, y, name, options, queries, eps):
         part["mean_distance"] = float(result.extras["mean_distance"])
     if result.extras.get("report") is not None:
         part["stages"] = json.loads(json.dumps(result.extras["report"], default=str))
+        # A resumed AutoAttack: its compute includes the stages of earlier calls.
+        part["seconds"] = round(max(part["seconds"],
+                                    sum(r["seconds"] for r in part["stages"])), 1)
     return part
 
 
@@ -87,10 +100,11 @@ def _parts(s, entry, x, y, sources, info, full_test, stored):
         parts["clean_all"] = ("all", lambda: _correct(model(), *full_test, s.eval_batch_size))
     for label, name, options, queries in suite_requests(s, info.num_classes):
         for eps in eval_eps:
-            parts[f"{label}@{eps!r}"] = (
+            key = f"{label}@{eps!r}"
+            parts[key] = (
                 [name, options, queries, s.attack_seed],
-                lambda n=name, o=options, q=queries, e=eps: _attack_part(
-                    s, model(), x, y, n, o, q, e))
+                lambda n=name, o=options, q=queries, e=eps, k=key: _attack_part(
+                    s, model(), x, y, n, o, q, e, state_file(entry, k)))
     for threat, (label, source_dir) in [("white", (entry["name"], None))] + list(
             sources.items()):
         # A transfer curve is reused only from the same source (--gray_from_seeds
@@ -143,6 +157,8 @@ def evaluate_main(s, entry, x, y, sources, info, ledger=None, full_test=None):
         stored[key] = {"key": settings_key, "value": compute(),
                        "seconds": round(time.time() - started, 1)}
         save_json(path, result)
+        if os.path.isfile(state_file(entry, key)):
+            os.remove(state_file(entry, key))
     result["seconds"] = round(sum(p.get("seconds", 0.0) for p in stored.values()), 1)
     result = save_json(path, result)
     keras.backend.clear_session()

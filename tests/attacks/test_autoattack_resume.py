@@ -1,0 +1,77 @@
+"""AutoAttack's resume_file: a run killed in a stage resumes after its last
+finished stage and returns what an uninterrupted run returns; a file written
+by another call (other model, points or settings) is not used."""
+
+import numpy as np
+import pytest
+
+from atalp_keras.attacks import AutoAttack
+from atalp_keras.attacks.apgd import APGDTAttack
+from atalp_keras.errors import UsageError
+
+from attack_checks import points  # noqa: F401 (a fixture)
+
+BUDGETS = dict(num_steps=5, n_target_classes=2, n_queries=40, seed=0)
+
+
+class Killed(Exception):
+    pass
+
+
+def _subset(points, n=60):
+    x, y = points
+    return x[:n], y[:n]
+
+
+def test_a_killed_run_resumes_after_its_last_stage_with_the_same_result(
+        undefended_model, points, tmp_path, monkeypatch, capsys):
+    x, y = _subset(points)
+    whole = AutoAttack(0.05, **BUDGETS).run(undefended_model, x, y)
+    path = tmp_path / "aa_state.npz"
+
+    original = APGDTAttack._generate
+
+    def killed(*args, **kwargs):
+        raise Killed()
+
+    # Stage 2 (APGD-T) is killed: stage 1's result is on disk.
+    monkeypatch.setattr(APGDTAttack, "_generate", killed)
+    with pytest.raises(Killed):
+        AutoAttack(0.05, resume_file=path, **BUDGETS).run(undefended_model, x, y)
+    assert path.is_file()
+    monkeypatch.setattr(APGDTAttack, "_generate", original)
+
+    # The rerun does not attack with stage 1 again (its call would raise).
+    from atalp_keras.attacks.apgd import APGDAttack
+    monkeypatch.setattr(APGDAttack, "_generate", killed)
+    resumed = AutoAttack(0.05, resume_file=path, **BUDGETS).run(undefended_model, x, y,
+                                                                 verbose=1)
+    assert "resuming after stage 1" in capsys.readouterr().err
+    np.testing.assert_array_equal(resumed.x_adv, whole.x_adv)
+    np.testing.assert_array_equal(resumed.success, whole.success)
+    assert resumed.extras["broken_by"] == whole.extras["broken_by"]
+    assert [r["robust_accuracy"] for r in resumed.extras["report"]] == \
+        [r["robust_accuracy"] for r in whole.extras["report"]]
+    # Stage 1 broke something, so the resumed images came from the file.
+    assert "apgd-ce" in resumed.extras["broken_by"]
+
+
+def test_another_calls_file_is_not_used(undefended_model, points, tmp_path, capsys):
+    x, y = _subset(points)
+    path = tmp_path / "aa_state.npz"
+    AutoAttack(0.05, version="fast", resume_file=path, **BUDGETS).run(undefended_model, x, y)
+    # Other eps, other points: each starts over (and says so), with the result
+    # of a run without the file.
+    for eps, (xs, ys) in [(0.08, (x, y)), (0.05, (x[:30], y[:30]))]:
+        fresh = AutoAttack(eps, version="fast", **BUDGETS).run(undefended_model, xs, ys)
+        again = AutoAttack(eps, version="fast", resume_file=path, **BUDGETS).run(
+            undefended_model, xs, ys)
+        assert "holds another call's progress" in capsys.readouterr().err
+        np.testing.assert_array_equal(again.x_adv, fresh.x_adv)
+
+
+def test_resume_file_needs_a_keras_model(undefended_model, points, tmp_path):
+    x, y = _subset(points, 10)
+    with pytest.raises(UsageError, match="needs a Keras model"):
+        AutoAttack(0.05, version="fast", resume_file=tmp_path / "s.npz", **BUDGETS).run(
+            lambda images, training=False: undefended_model(images), x, y)
