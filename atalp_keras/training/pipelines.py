@@ -99,6 +99,11 @@ def _validation(config, test_data, num_test, batch, drop):
             x, y, {ATTACK_MASK: tf.fill(tf.shape(y), m)})))
     # Under a strategy each part drops its last partial batch.
     attacked, scored = (n - n % batch if drop else n for n in (len(chosen), len(rest)))
+    if attacked == 0:
+        raise UsageError(
+            f"`eval_adv_examples` must be at least the global evaluation batch ({batch}) "
+            "under several replicas, whose validation drops each partial batch: no "
+            f"example would be attacked. Received: eval_adv_examples={limit}")
     pipeline = parts[0].concatenate(parts[1])
     return shard_by_example(pipeline), attacked + scored, attacked
 

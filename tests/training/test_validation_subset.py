@@ -3,17 +3,19 @@ examples and scores every test example clean (issue 11, item 4); the final
 evaluation and metrics.json say how many examples each number covers."""
 
 import numpy as np
+import pytest
 
 from atalp_keras import data
+from atalp_keras.errors import UsageError
 from atalp_keras.model import ATTACK_MASK
 from atalp_keras.training import TrainConfig, run_folder
 from atalp_keras.training.pipelines import make_pipelines
 
 
-def _pipes(**settings):
+def _pipes(replicas=1, **settings):
     config = TrainConfig(dataset="digits", max_test_examples=50, batch_size=16,
                          eps=0.2, **settings).validate()
-    return config, make_pipelines(config, data.load_dataset("digits", seed=0), 1)
+    return config, make_pipelines(config, data.load_dataset("digits", seed=0), replicas)
 
 
 def _batches(dataset):
@@ -71,3 +73,14 @@ def test_metrics_json_states_n_of_each_number(tmp_path):
     assert 0.0 <= result["history"][0]["val_adv_accuracy"] <= 1.0
     recorded = run_folder.artifacts.read_json(str(tmp_path / "run" / "run_config.json"))
     assert recorded["config"]["eval_adv_examples"] == 10
+
+
+def test_under_replicas_a_subset_below_one_batch_is_refused():
+    # Two replicas drop each part's partial batch: 20 -> 16 attacked, and a
+    # subset of 10 (< the batch of 16) would attack nothing and pick best.keras
+    # on no adversarial example at all.
+    _, pipes = _pipes(replicas=2, eval_adv_examples=20)
+    assert pipes.num_val_adv == 16
+    with pytest.raises(UsageError, match=r"eval_adv_examples=10") as error:
+        _pipes(replicas=2, eval_adv_examples=10)
+    assert "global evaluation batch (16)" in str(error.value)
