@@ -36,10 +36,11 @@ LAST_CHECKPOINT = "last.keras"
 BEST_CHECKPOINT = "best.keras"
 
 # What ``--overwrite`` clears before a run starts over (exports, which live
-# elsewhere, and the other workers' folders stay).
+# elsewhere, and the other workers' folders stay). The default evaluation
+# folder goes too: its results describe the weights being replaced.
 TRAINING_OUTPUTS = (FLAGS_FILE, CARD_FILE, CONFIG_FILE, CLASSIFIER_FILE,
                     MODEL_FILE, METRICS_FILE, HISTORY_JSON, HISTORY_CSV,
-                    BACKUP_DIR, CHECKPOINT_DIR, LOG_DIR)
+                    BACKUP_DIR, CHECKPOINT_DIR, LOG_DIR, EVAL_DIR)
 
 
 class RunFolder:

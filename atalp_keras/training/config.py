@@ -185,7 +185,8 @@ class TrainConfig:
         "and a folder another process trains in are refused.")
     overwrite: bool = setting(
         False, "Start over in --model_dir: its run (backup, checkpoints, "
-        "logs, history, metrics, record) is cleared first; exports stay.")
+        "logs, history, metrics, record, and its eval/ folder, which describes "
+        "the old weights) is cleared first; exports stay.")
     export: bool = setting(
         True, "Export a SavedModel for TF Serving at the end.")
     export_dir: str = setting(

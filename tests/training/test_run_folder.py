@@ -43,7 +43,11 @@ def test_card_written_at_start_and_finished_at_end(tmp_path, digits_info):
     assert finished.finished is not None and finished.created == started.created
     assert artifacts.read_json(run_dir.folder.metrics) == {"test": {"accuracy": 0.5}}
 
-    # A finished run is refused unless overwrite, which clears its files.
+    # A finished run is refused unless overwrite, which clears its files,
+    # the evaluation of the weights it replaces included.
+    os.makedirs(run_dir.folder.eval)
+    with open(os.path.join(run_dir.folder.eval, "results.json"), "w") as handle:
+        handle.write("{}")
     with pytest.raises(UsageError, match="finished run"):
         run_folder.check_run_dir(config, make_cluster("default"))
     again = TrainConfig(model_dir=config.model_dir, overwrite=True).validate()
@@ -128,14 +132,14 @@ def test_overwrite_clears_an_interrupted_run(tmp_path, digits_info):
         open(os.path.join(path, "f"), "w").close()
     for path in (folder.history_json, folder.history_csv, folder.metrics):
         open(path, "w").close()
-    os.makedirs(folder.eval)  # Not the training run's: kept.
+    os.makedirs(folder.eval)  # The old weights' evaluation: cleared too.
     again = TrainConfig(model_dir=config.model_dir, seed=5,
                         overwrite=True).validate()
     run_dir = run_folder.check_run_dir(again, make_cluster("default"))
     run_folder.start_run_dir(run_dir, None,
                              run_folder.model_card(again, digits_info, "c"))
     assert sorted(os.listdir(folder.path)) == sorted(
-        [artifacts.CARD_FILE, artifacts.CONFIG_FILE, artifacts.EVAL_DIR])
+        [artifacts.CARD_FILE, artifacts.CONFIG_FILE])
     assert artifacts.read_json(folder.config)["config"]["seed"] == 5
 
 
