@@ -15,6 +15,7 @@ _PUBLIC = {
     "PGDAttack": "atalp_keras.attacks",
     "TRADESAttack": "atalp_keras.attacks",
     "get_attack": "atalp_keras.attacks",
+    "unrolled_steps": "atalp_keras.attacks",
     "attention_map": "atalp_keras.attention",
     "attention_pairing_loss": "atalp_keras.attention",
     "application_resnet": "atalp_keras.backbones",

@@ -20,6 +20,11 @@ The contract (``base.py``):
   ``Progbar`` on stderr (per AutoAttack stage for AutoAttack).
 - Option names are uniform: ``num_steps``, ``step_size``, ``restarts``,
   ``n_queries``, ``n_target_classes``, ``seed``.
+- Graph attacks traced inside ``with unrolled_steps(True):`` write their (at
+  most 20) steps out in the graph; elsewhere they trace a ``tf.while_loop``.
+  ``train_step``/``test_step`` and ``perturb(..., jit_compile=True)`` unroll
+  (under XLA on CPU the loop costs about 3x); an attack called inside your own
+  XLA-compiled ``tf.function`` loops unless you enter the context around it.
 
 ``get_attack(name, **kwargs)`` builds one by registry name (the names
 ``evaluate.py`` accepts). Shared machinery: ``primitives.py`` (checks,
@@ -36,6 +41,7 @@ from atalp_keras.attacks.batching import predict_logits
 from atalp_keras.attacks.fab import FABAttack
 from atalp_keras.attacks.fgsm import FGSMAttack
 from atalp_keras.attacks.pgd import PGDAttack
+from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras.attacks.rays import RaySAttack
 from atalp_keras.attacks.square import SquareAttack
 from atalp_keras.attacks.trades import TRADESAttack

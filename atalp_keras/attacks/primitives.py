@@ -107,7 +107,15 @@ _UNROLL = threading.local()
 
 @contextlib.contextmanager
 def unrolled_steps(enabled):
-    """Attacks traced inside unroll (``enabled``) or loop their steps."""
+    """Attacks traced inside unroll (``enabled``) or loop their steps.
+
+    Example (an attack inside your own XLA-compiled function):
+
+        >>> @tf.function(jit_compile=True)
+        ... def adversarial(x, y):
+        ...     with atalp_keras.unrolled_steps(True):
+        ...         return attack(classifier, x, y)
+    """
     previous = getattr(_UNROLL, "enabled", False)
     _UNROLL.enabled = bool(enabled)
     try:

@@ -61,3 +61,15 @@ def test_steps_always_unroll_and_perturb_only_when_xla_compiled():
         (compiled,) = attack._compiled.values()
         graph = compiled.get_concrete_function().graph
         assert any("While" in op.type for op in graph.get_operations()) is not jit
+
+
+def test_the_public_context_unrolls_an_attack_in_user_code():
+    # ak.unrolled_steps is the same context (what README tells XLA users).
+    model, x, y = _problem()
+    attack = ak.PGDAttack(0.2, 0.05, 3, random_start=False)
+
+    def user_code(a, b):
+        with ak.unrolled_steps(True):
+            return attack(model, a, b)
+    assert ak.unrolled_steps is unrolled_steps
+    assert _loops(user_code, x, y) == []
