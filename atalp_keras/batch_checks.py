@@ -12,6 +12,11 @@ import tensorflow as tf
 from atalp_keras.data import validate_arrays
 from atalp_keras.errors import UsageError
 
+# Key of an evaluation batch's per-example mask of the examples the eval attack
+# scores: ``(x, y, {ATTACK_MASK: m})``; the adversarial metrics weight example i
+# by m[i] and a batch with no example marked skips the attack.
+ATTACK_MASK = "attack_mask"
+
 _NAN_TEXT = "Images contain NaN or inf pixels; count:"
 _RANGE_TEXT = "Pixels must be in [0, 1] (divide 0-255 images by 255). Received min/max:"
 _LABEL_TEXT = "Labels must be in [0, {}). Received min/max:"
@@ -44,11 +49,15 @@ def check_first_batch(dataset, num_classes, image_shape, what="training"):
     if not isinstance(dataset, tf.data.Dataset):
         return
     for element in dataset.take(1):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(element)
+        x, y, third = keras.utils.unpack_x_y_sample_weight(element)
         if y is None:
             raise UsageError(
                 f"The {what} dataset must yield (images, labels) batches. Received: "
                 f"elements of structure {dataset.element_spec}")
+        try:
+            split_weights(third)
+        except UsageError as error:
+            raise UsageError(f"The {what} dataset: {error}") from None
         try:
             check_arrays(np.asarray(x), np.asarray(y), num_classes, image_shape)
         except UsageError as error:
@@ -92,6 +101,19 @@ def static_checks(x, y, image_shape, name):
             "Labels must be integer class ids of shape (batch,)." + hint +
             f" Received: labels of shape {tuple(y.shape)}")
     return tf.cast(x, "float32"), tf.cast(y, "int32")
+
+
+def split_weights(third):
+    """``(sample_weight, attack_mask)`` of a batch's third element: a sample
+    weight, or a dict of ``"sample_weight"`` and/or `ATTACK_MASK` (a typo in a
+    key would otherwise drop the weights unnoticed)."""
+    if not isinstance(third, dict):
+        return third, None
+    if set(third) - {"sample_weight", ATTACK_MASK}:
+        raise UsageError(
+            "A batch's third element, when a dict, holds 'sample_weight' and/or "
+            f"{ATTACK_MASK!r}. Received: keys {sorted(map(str, third))}")
+    return third.get("sample_weight"), third.get(ATTACK_MASK)
 
 
 def graph_checks(x, y, num_classes):

@@ -19,10 +19,8 @@ from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras.errors import UsageError
 from atalp_keras.features import (check_functional, check_logits_output, detect_stage_layers,
                                   feature_model_for, resolve_stage_layers)
-# Key of an evaluation batch's per-example mask of the examples the eval attack
-# scores: ``(x, y, {ATTACK_MASK: m})``; the adversarial metrics weight example i
-# by m[i] and a batch with no example marked skips the attack.
-ATTACK_MASK = "attack_mask"
+# The key of an evaluation batch's attack mask (batch_checks.ATTACK_MASK).
+ATTACK_MASK = batch_checks.ATTACK_MASK
 # The logs weighted like the adversarial examples ("loss" is the adversarial CE
 # whenever an attack runs).
 _ADV_KEYS = ("ce_adv", "adv_accuracy", "loss")
@@ -230,10 +228,7 @@ class ATALPModel(keras.Model):
                                           self.image_shape, self.classifier.name)
         if self.validate_inputs and not self.jit_compile:
             x, y = batch_checks.graph_checks(x, y, self.num_classes)
-        attack_mask = None
-        if isinstance(sample_weight, dict):
-            attack_mask = sample_weight.get(ATTACK_MASK)
-            sample_weight = sample_weight.get("sample_weight")
+        sample_weight, attack_mask = batch_checks.split_weights(sample_weight)
         if sample_weight is not None:
             sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
         if attack_mask is not None:

@@ -174,6 +174,18 @@ def test_labels_out_of_range_are_refused(compiled, digits):
         compiled.fit(ds, verbose=0)
 
 
+def test_a_dict_of_weights_with_an_unknown_key_is_refused(compiled, digits):
+    x, y = digits[0][:8], digits[1][:8]
+    weights = {"sample_weights": np.ones(8, "float32")}  # a typo: would drop the weights
+    ds = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(8)
+    with pytest.raises(UsageError, match=r"^The training dataset: .*'sample_weight' and/or "
+                                         r"'attack_mask'\. Received: keys \['sample_weights'\]$"):
+        compiled.fit(ds, verbose=0)
+    right = tf.data.Dataset.from_tensor_slices((x, y, {"sample_weight": weights[
+        "sample_weights"]})).batch(8)
+    compiled.fit(right, verbose=0)
+
+
 def test_0_255_pixels_are_refused(compiled, digits):
     x, y = digits[0][:8] * 255.0, digits[1][:8]
     with pytest.raises(ValueError, match="255"):
