@@ -251,7 +251,36 @@ def missing_from_plan(s):
         if unsourced:
             missing.append("the gray/black-box transfer attacks on "
                            + discussion.code_list(unsourced))
+    shown = lambda v: "all" if v == float("inf") else v  # noqa: E731
+    smaller = [f"{name} {shown(mine)} (plan: {shown(planned)})"
+               for name, mine, planned in _budgets(s, full) if mine < planned]
+    if full.autoattack == "standard" and s.autoattack != "standard":
+        smaller.append(f"AutoAttack {s.autoattack} (plan: standard)")
+    if smaller:
+        missing.append("smaller budgets: " + ", ".join(smaller))
     return missing
+
+
+# Budgets a run can shrink: (name, of the settings (or "recipe:" its
+# TrainConfig field)); 0 means "all" where the setting says so.
+_BUDGETS = ("recipe:epochs", "num_test", "pgd_steps", "pgd_restarts", "square_queries",
+            "rays_queries", "sweep_epochs", "sweep_train_examples", "max_val_examples")
+_ZERO_IS_ALL = ("num_test", "sweep_epochs", "sweep_train_examples", "max_val_examples")
+
+
+def _budgets(s, full):
+    """``(name, this run's, the plan's)`` per budget, "all" as infinity."""
+    for name in _BUDGETS:
+        if name.startswith("recipe:"):
+            name = name[len("recipe:"):]
+            mine, planned = s.recipe.get(name), full.recipe.get(name)
+        else:
+            mine, planned = getattr(s, name), getattr(full, name)
+        if mine is None or planned is None:
+            continue
+        if name in _ZERO_IS_ALL:
+            mine, planned = (v or float("inf") for v in (mine, planned))
+        yield name, mine, planned
 
 
 def partial_note(s, missing=None):

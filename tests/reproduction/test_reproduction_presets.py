@@ -159,6 +159,21 @@ def test_a_run_smaller_than_its_preset_is_labelled_partial():
     assert "`python experiments/reproduce.py --preset=fmnist`" in note
 
 
+def test_smaller_budgets_are_partial_larger_ones_are_not():
+    from atalp_keras.reproduction import report
+
+    s = presets.resolve("fmnist", explicit={"num_test": 200, "pgd_restarts": 1,
+                                            "autoattack": "fast", "rays_queries": 5000},
+                        explicit_recipe={"epochs": 2})
+    assert report.missing_from_plan(s) == [
+        "smaller budgets: epochs 2 (plan: 5), num_test 200 (plan: 1000), pgd_restarts 1 "
+        "(plan: 5), AutoAttack fast (plan: standard)"]
+    # 0 is "all" for num_test: more than the plan's 1,000.
+    assert report.missing_from_plan(presets.resolve("fmnist", explicit={"num_test": 0})) == []
+    assert report.missing_from_plan(presets.resolve("digits", explicit={"num_test": 100})) == [
+        "smaller budgets: num_test 100 (plan: all)"]
+
+
 def test_fewer_methods_at_a_radius_or_with_sources_is_partial_too():
     from atalp_keras.reproduction import report
 
