@@ -33,6 +33,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import atalp_keras as ak  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -130,7 +131,7 @@ def main(argv=None):
 
     x_train, x_test, y_train, y_test = load_digits_split()
     start = time.time()
-    model = keras.models.load_model(args.model) if args.model else train_model(x_train, y_train)
+    model = ak.load_model(args.model) if args.model else train_model(x_train, y_train)
     print(f"model: {'loaded ' + args.model if args.model else 'trained'} "
           f"({time.time() - start:.1f} s)")
     rows = []

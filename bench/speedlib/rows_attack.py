@@ -75,10 +75,10 @@ def art_attack(art, cfg, name):
 
 
 def _attacked_model(cfg, row):
-    import keras
+    import atalp_keras as ak
 
     if row.get("model_path"):
-        return keras.models.load_model(row["model_path"], compile=False)
+        return ak.load_model(row["model_path"], compile=False)  # registers the backbone layers
     classifier, _ = workloads.build_classifier(cfg)
     classifier.load_weights(row["weights"])
     return classifier

@@ -77,3 +77,28 @@ def test_step_targets_compare_milliseconds_the_right_way_round():
     targets = {t["target"]: t for t in report.check_targets(results, [])}
     assert targets["pat / reference loop, compiled step alone"]["value"] == pytest.approx(0.9)
     assert targets["at_alp / pat time, compiled step alone"]["value"] == pytest.approx(1.2)
+
+
+def test_an_eval_model_of_a_package_backbone_loads(tmp_path):
+    # --eval_model is a run's classifier.keras: its backbone layers (the
+    # pixel normalization) must be registered before loading, which a fresh
+    # row process had not done. Hence a fresh interpreter here.
+    import os
+    import subprocess
+    import sys
+
+    import atalp_keras as ak
+
+    path = str(tmp_path / "classifier.keras")
+    ak.build_backbone("fmnist", (28, 28, 1), 10).save(path)
+    bench = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "bench")
+    code = (f"import sys; sys.path.insert(0, {bench!r}); "
+            "from speedlib import rows_attack; "
+            f"m = rows_attack._attacked_model({{}}, {{'model_path': {path!r}}}); "
+            "print(m.output_shape)")
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("(None, 10)")
