@@ -38,8 +38,13 @@ def plan(s):
 
 
 def needs_sweep(s):
-    """Whether a method of the plan trains with swept weights (at, at_alp)."""
-    return s.sweep and bool({"at", "at_alp"} & {m for _, ms, _ in plan(s) for m in ms})
+    """Whether a model of the plan trains with swept weights (at, at_alp): a
+    main model, or the shared black-box source of ``--blackbox_method``."""
+    trained = {m for _, ms, _ in plan(s) for m in ms}
+    if s.transfer and s.blackbox_method and any(
+            s.has_sources(m) for _, ms, sources in plan(s) if sources for m in ms):
+        trained.add(s.blackbox_method)
+    return s.sweep and bool({"at", "at_alp"} & trained)
 
 
 def _training_row(metrics):

@@ -142,6 +142,11 @@ def test_the_sweep_runs_only_for_a_plan_with_at_or_at_alp():
     assert only_pat.also_eps_methods and not pipeline.needs_sweep(only_pat)
     assert pipeline.needs_sweep(presets.resolve("fmnist", explicit={"methods": ("pat",)}))
     assert not pipeline.needs_sweep(presets.resolve("fmnist", explicit={"sweep": False}))
+    # A shared black-box source trained with at_alp needs the swept weights too.
+    black_at_alp = presets.resolve("fmnist", explicit={"methods": ("pat",), "also_eps": (),
+                                                       "blackbox_method": "at_alp"})
+    assert pipeline.needs_sweep(black_at_alp)
+    assert not pipeline.needs_sweep(dataclasses.replace(black_at_alp, transfer=False))
 
 
 def test_a_run_smaller_than_its_preset_is_labelled_partial():
