@@ -34,7 +34,7 @@ def our_attack(cfg, name):
     if name == "apgd-ce":
         return attacks.get_attack("apgd-ce", eps=eps, num_steps=100, restarts=1, seed=seed)
     if name == "rays":
-        return attacks.get_attack("rays", eps=eps, query_budget=cfg["rays_queries"], seed=seed)
+        return attacks.get_attack("rays", eps=eps, n_queries=cfg["rays_queries"], seed=seed)
     if name.startswith("autoattack"):
         version = name.split("-", 1)[1] if "-" in name else "standard"
         return attacks.get_attack("autoattack", eps=eps, version=version, seed=seed)

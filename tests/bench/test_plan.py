@@ -102,3 +102,14 @@ def test_an_eval_model_of_a_package_backbone_loads(tmp_path):
                           env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("(None, 10)")
+
+
+def test_every_attack_row_builds_our_attack():
+    # The evalcost rows' RayS still passed the pre-redesign `query_budget`.
+    from speedlib import rows_attack
+
+    cfg = resolved(sections="attacks,evalcost")
+    for name in list(cfg["attacks"]) + list(cfg["eval_attacks"]):
+        attack = rows_attack.our_attack(cfg, name)
+        assert attack.eps == cfg["eps"], name
+    assert rows_attack.our_attack(cfg, "rays").n_queries == cfg["rays_queries"]
