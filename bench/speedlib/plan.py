@@ -156,6 +156,11 @@ def run_row(cfg, row, timeout):
     env = os.environ.copy()
     env["PYTHONPATH"] = os.pathsep.join(
         [str(BENCH_DIR), str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    if row.get("library") == "art":
+        # ART computes gradients eagerly; TF 2.21's eager oneDNN Conv2D filter
+        # gradient segfaults there on the fmnist backbone (ART's APGD died at
+        # its first step, exit code -11). Its rows run with oneDNN off.
+        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     try:
@@ -171,5 +176,6 @@ def run_row(cfg, row, timeout):
                 "process_wall_seconds": wall}
     result = json.loads(lines[-1][len(RESULT_TAG):])
     result.update(process_wall_seconds=wall, loadavg_1min_before=load_before,
+                  onednn=env.get("TF_ENABLE_ONEDNN_OPTS") != "0",
                   loadavg_1min_after=os.getloadavg()[0])
     return result
