@@ -17,7 +17,11 @@ The contract (``base.py``):
 - Both check their inputs as ``fit`` does (images in [0, 1], finite, integer
   labels ``(N,)``) and refuse a classifier returning probabilities, with one
   `atalp_keras.errors.UsageError` line. ``verbose=1`` shows a Keras
-  ``Progbar`` on stderr (per AutoAttack stage for AutoAttack).
+  ``Progbar`` on stderr (per AutoAttack stage for AutoAttack); where stderr
+  is not a terminal (a log file), a line a minute and one at the end.
+- ``AutoAttack(..., resume_file=path)`` keeps its state after each stage in
+  ``path``; a rerun of the same call (model weights, points, settings, batch
+  size, XLA) starts after the last finished stage.
 - Option names are uniform: ``num_steps``, ``step_size``, ``restarts``,
   ``n_queries``, ``n_target_classes``, ``seed``.
 - Graph attacks traced inside ``with unrolled_steps(True):`` write their (at

@@ -46,6 +46,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 
 import numpy as np
 
@@ -74,9 +75,14 @@ class AutoAttack(EagerAttack):
         resume_file: Optional path of an ``.npz`` file holding the progress
             of a call (written atomically after every stage). A call whose
             model weights, points, labels and settings match the file's
-            resumes after its last finished stage; any other call starts
-            over and replaces it. Not a setting: not in ``get_config``. The
-            caller removes the file once it has kept the result.
+            resumes after its last finished stage (a finished file returns
+            at once); any other call, or an unreadable file, starts over and
+            replaces it. The batch size and ``jit_compile`` must match too;
+            the code version is not checked, and with ``seed=None`` a match
+            returns the earlier random run. Not a setting: not in
+            ``get_config``. The caller removes the file once it has kept the
+            result. One file per call: several eps sharing one path keep
+            replacing each other's state.
 
     Extras of ``run(...)``: ``report`` (list of dicts with ``component``,
     ``robust_accuracy``, ``seconds``, ``n``: the points it attacked),
@@ -154,7 +160,11 @@ class AutoAttack(EagerAttack):
         n = len(x)
         ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
         stages = self._stages()
-        state = self._resumed(model, x, y, verbose)
+        # Computed before any stage runs: a model that cannot be identified is
+        # refused at once, not after the first component's minutes.
+        fingerprint = (None if self.resume_file is None
+                       else self._fingerprint(model, x, y, batch_size, jit_compile))
+        state = self._resumed(fingerprint, verbose)
         if state is None:
             start = time.time()
             robust = predict_classes(model, x, batch_size) == y
@@ -163,6 +173,9 @@ class AutoAttack(EagerAttack):
                      "report": [{"component": "clean",
                                  "robust_accuracy": float(robust.mean()) if n else 0.0,
                                  "seconds": time.time() - start, "n": n}]}
+        if "x_adv" not in state:  # resumed: the adversarials found so far
+            state["x_adv"] = x.copy()
+            state["x_adv"][state["broken"]] = state["x_broken"]
         robust, x_adv, broken_by, report = (state[k] for k in ("robust", "x_adv", "broken_by",
                                                                 "report"))
         for stage, attack in enumerate(stages, start=1):
@@ -185,60 +198,73 @@ class AutoAttack(EagerAttack):
             report.append({"component": attack.name, "robust_accuracy": float(robust.mean()),
                            "seconds": time.time() - start, "n": int(idx.size)})
             state["done"] = stage
-            self._save_state(state, model, x, y)
+            self._save_state(state, fingerprint)
             if verbose:
                 print(f"{self.name} after {attack.name}: robust accuracy "
                       f"{robust.mean():.4f} ({report[-1]['seconds']:.1f} s)", file=sys.stderr)
         return x_adv, {"report": report, "robust": robust, "broken_by": broken_by,
                        "success": state["clean"] & ~robust}
 
-    def _fingerprint(self, model, x, y):
-        """What a resumed call must share with the one that wrote the file."""
+    def _fingerprint(self, model, x, y, batch_size, jit_compile):
+        """What a resumed call must share with the one that wrote the file:
+        the settings, the batch size and XLA (both can flip a borderline
+        point), the points, labels and model weights."""
         weights = getattr(model, "weights", None)
         if weights is None:
             raise UsageError("`resume_file` needs a Keras model (its weights identify the run). "
                              f"Received: model={type(model).__name__}")
-        digest = hashlib.sha256(json.dumps(self.get_config(), sort_keys=True).encode())
+        call = {"config": self.get_config(), "batch_size": int(batch_size),
+                "jit_compile": bool(jit_compile)}
+        digest = hashlib.sha256(json.dumps(call, sort_keys=True).encode())
         for array in [x, y.astype(np.int64)] + [np.asarray(w) for w in weights]:
             digest.update(str(array.shape).encode())
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
-    def _resumed(self, model, x, y, verbose):
-        """The saved state of this call, or None (no file, or another call's)."""
-        if self.resume_file is None or not os.path.isfile(self.resume_file):
+    def _resumed(self, fingerprint, verbose):
+        """The saved state of this call, or None (no file, another call's, or
+        a file that cannot be read)."""
+        if fingerprint is None or not os.path.isfile(self.resume_file):
             return None
-        with np.load(self.resume_file, allow_pickle=False) as saved:
-            if str(saved["fingerprint"]) != self._fingerprint(model, x, y):
-                print(f"{self.name}: {self.resume_file} holds another call's progress "
-                      "(other model, points or settings); starting over", file=sys.stderr)
-                return None
-            x_adv = x.copy()
-            broken = saved["broken"]
-            x_adv[broken] = saved["x_broken"]
-            state = {"done": int(saved["done"]), "robust": saved["robust"].copy(),
-                     "clean": saved["clean"].copy(), "x_adv": x_adv,
-                     "broken_by": [b or None for b in saved["broken_by"].tolist()],
-                     "report": json.loads(str(saved["report"]))}
+        try:
+            with np.load(self.resume_file, allow_pickle=False) as saved:
+                if str(saved["fingerprint"]) != fingerprint:
+                    reason = "holds another call's progress (other model, points or settings)"
+                    state = None
+                else:
+                    state = {"done": int(saved["done"]), "robust": saved["robust"].copy(),
+                             "clean": saved["clean"].copy(), "broken": saved["broken"].copy(),
+                             "x_broken": saved["x_broken"].copy(),
+                             "broken_by": [b or None for b in saved["broken_by"].tolist()],
+                             "report": json.loads(str(saved["report"]))}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            reason, state = f"cannot be read ({type(error).__name__}: {error})", None
+        if state is None:
+            print(f"{self.name}: {self.resume_file} {reason}; starting over", file=sys.stderr,
+                  flush=True)
+            return None
         if verbose:
             print(f"{self.name}: resuming after stage {state['done']} from {self.resume_file}",
                   file=sys.stderr, flush=True)
         return state
 
-    def _save_state(self, state, model, x, y):
-        if self.resume_file is None:
+    def _save_state(self, state, fingerprint):
+        if fingerprint is None:
             return
         broken = np.flatnonzero(state["clean"] & ~state["robust"])
         folder = os.path.dirname(os.path.abspath(self.resume_file))
         os.makedirs(folder, exist_ok=True)
         partial = os.path.join(folder, f".{os.path.basename(self.resume_file)}.partial.npz")
-        np.savez_compressed(
-            partial, fingerprint=self._fingerprint(model, x, y), done=state["done"],
-            robust=state["robust"], clean=state["clean"], broken=broken,
-            x_broken=state["x_adv"][broken],
-            broken_by=np.array([b or "" for b in state["broken_by"]], dtype=str),
-            report=json.dumps(state["report"]))
-        os.replace(partial, self.resume_file)
+        try:
+            np.savez_compressed(
+                partial, fingerprint=fingerprint, done=state["done"], robust=state["robust"],
+                clean=state["clean"], broken=broken, x_broken=state["x_adv"][broken],
+                broken_by=np.array([b or "" for b in state["broken_by"]], dtype=str),
+                report=json.dumps(state["report"]))
+            os.replace(partial, self.resume_file)
+        finally:
+            if os.path.exists(partial):
+                os.remove(partial)
 
 
 class AutoAttackFast(AutoAttack):

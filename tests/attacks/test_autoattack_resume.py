@@ -70,8 +70,58 @@ def test_another_calls_file_is_not_used(undefended_model, points, tmp_path, caps
         np.testing.assert_array_equal(again.x_adv, fresh.x_adv)
 
 
-def test_resume_file_needs_a_keras_model(undefended_model, points, tmp_path):
+def test_resume_file_needs_a_keras_model_before_any_stage(undefended_model, points, tmp_path,
+                                                          monkeypatch):
+    from atalp_keras.attacks.apgd import APGDAttack
+
+    def killed(*args, **kwargs):
+        raise Killed()
+
+    monkeypatch.setattr(APGDAttack, "_generate", killed)  # stage 1 never starts
     x, y = _subset(points, 10)
     with pytest.raises(UsageError, match="needs a Keras model"):
         AutoAttack(0.05, version="fast", resume_file=tmp_path / "s.npz", **BUDGETS).run(
             lambda images, training=False: undefended_model(images), x, y)
+
+
+def test_a_finished_file_runs_no_stage_and_other_weights_start_over(
+        undefended_model, points, tmp_path, monkeypatch, capsys):
+    import keras
+
+    from atalp_keras.attacks.apgd import APGDAttack
+
+    x, y = _subset(points, 40)
+    path = tmp_path / "aa_state.npz"
+    first = AutoAttack(0.05, version="fast", resume_file=path, **BUDGETS).run(
+        undefended_model, x, y)
+    original = APGDAttack._generate
+
+    def killed(*args, **kwargs):
+        raise Killed()
+
+    # Every stage done: the result comes from the file, no component runs.
+    monkeypatch.setattr(APGDAttack, "_generate", killed)
+    monkeypatch.setattr(APGDTAttack, "_generate", killed)
+    again = AutoAttack(0.05, version="fast", resume_file=path, **BUDGETS).run(
+        undefended_model, x, y)
+    np.testing.assert_array_equal(again.x_adv, first.x_adv)
+    # Other weights (the same architecture): the file is not theirs.
+    other = keras.models.clone_model(undefended_model)
+    other.set_weights([w * 1.01 for w in undefended_model.get_weights()])
+    with pytest.raises(Killed):
+        AutoAttack(0.05, version="fast", resume_file=path, **BUDGETS).run(other, x, y)
+    assert "holds another call's progress" in capsys.readouterr().err
+    # Another batch size or XLA setting is another call too.
+    for kwargs in ({"batch_size": 7}, {"jit_compile": True}):
+        with pytest.raises(Killed):
+            AutoAttack(0.05, version="fast", resume_file=path, **BUDGETS).run(
+                undefended_model, x, y, **kwargs)
+    # An unreadable file: said, and started over.
+    path.write_bytes(b"not an npz")
+    monkeypatch.setattr(APGDAttack, "_generate", original)
+    monkeypatch.undo()
+    fresh = AutoAttack(0.05, version="fast", resume_file=path, **BUDGETS).run(
+        undefended_model, x, y)
+    assert "cannot be read" in capsys.readouterr().err
+    np.testing.assert_array_equal(fresh.x_adv, first.x_adv)
+    assert not list(tmp_path.glob(".*partial*"))
