@@ -18,7 +18,8 @@ LOG_INTERVAL = 60.0  # seconds between progress lines in a log file
 
 
 class Progress:
-    """A ``keras.utils.Progbar`` on stderr, or nothing at ``verbose=0``.
+    """Progress on stderr: a ``keras.utils.Progbar`` on a terminal, a line now
+    and then in a log file, nothing at ``verbose=0``.
 
     Args:
         target: Total units of work (examples, queries, rounds).
@@ -54,7 +55,11 @@ class Progress:
                 self._bar.update(self._current, values=list(values.items()) or None)
         elif self._log is not None:
             now = time.time()
-            if self._current >= self.target or now - self._log["last"] >= LOG_INTERVAL:
+            ended = self._current >= self.target
+            if ended and self._log.get("ended"):
+                return  # the end line is out; later calls at the end add nothing
+            if ended or now - self._log["last"] >= LOG_INTERVAL:
+                self._log["ended"] = ended
                 self._log["last"] = now
                 shown = "".join(f" - {k}: {v}" for k, v in values.items())
                 units = (self.unit_name[:-1] + "ies" if self.unit_name.endswith("y")
@@ -68,8 +73,11 @@ class Progress:
         self.update(self._current + int(units), **values)
 
     def finish(self, **values):
-        """Moves the bar to its end (work may finish early)."""
-        if self._current < self.target or self._bar is not None:
+        """Moves the bar to its end (work may finish early); in a log file,
+        the end line is written once, and again with ``values`` if given."""
+        if self._log is not None and values:
+            self._log["ended"] = False
+        if self._current < self.target or self._bar is not None or values:
             self.update(self.target, **values)
 
 

@@ -49,3 +49,14 @@ def test_a_log_file_gets_a_line_per_interval_and_one_at_the_end(capsys, monkeypa
     err = capsys.readouterr().err.splitlines()
     assert [line.split(" images")[0] for line in err] == [
         "progress: 1/4", "progress: 2/4", "progress: 3/4", "progress: 4/4"]
+
+
+def test_a_log_file_gets_one_end_line_unless_finish_brings_values(capsys):
+    bar = Progress(3, verbose=1, unit_name="image")
+    bar.add(3)
+    bar.add(0)
+    bar.update(3)
+    bar.finish()
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    bar.finish(robust=1)
+    assert capsys.readouterr().err.strip().endswith("robust: 1")
