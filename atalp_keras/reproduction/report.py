@@ -1,6 +1,7 @@
 """The Markdown report: tables built from the measured numbers, filled into
 the templates in ``templates/`` (the prose lives there, not here)."""
 
+import dataclasses
 import os
 import platform
 import string
@@ -254,6 +255,15 @@ def missing_from_plan(s):
     shown = lambda v: "all" if v == float("inf") else v  # noqa: E731
     smaller = [f"{name} {shown(mine)} (plan: {shown(planned)})"
                for name, mine, planned in _budgets(s, full) if mine < planned]
+    from atalp_keras.reproduction.pipeline import needs_sweep  # (pipeline imports this module)
+
+    if full.sweep and needs_sweep(dataclasses.replace(s, sweep=True)):
+        if not s.sweep:
+            smaller.append("no AT/ALP weight sweep (plan: a sweep)")
+        for name in ("at_weights", "alp_weights"):
+            dropped = sorted(set(getattr(full, name)) - set(getattr(s, name)))
+            if s.sweep and dropped:
+                smaller.append(f"{name} without {', '.join(f'{w:g}' for w in dropped)}")
     if full.autoattack == "standard" and s.autoattack != "standard":
         smaller.append(f"AutoAttack {s.autoattack} (plan: standard)")
     if smaller:
@@ -262,10 +272,11 @@ def missing_from_plan(s):
 
 
 # Budgets a run can shrink: (name, of the settings (or "recipe:" its
-# TrainConfig field)); 0 means "all" where the setting says so.
+# TrainConfig field)); 0 means "all" where the setting says so, and the
+# recipe's epochs for sweep_epochs.
 _BUDGETS = ("recipe:epochs", "num_test", "pgd_steps", "pgd_restarts", "square_queries",
             "rays_queries", "sweep_epochs", "sweep_train_examples", "max_val_examples")
-_ZERO_IS_ALL = ("num_test", "sweep_epochs", "sweep_train_examples", "max_val_examples")
+_ZERO_IS_ALL = ("num_test", "sweep_train_examples", "max_val_examples")
 
 
 def _budgets(s, full):
@@ -278,7 +289,10 @@ def _budgets(s, full):
             mine, planned = getattr(s, name), getattr(full, name)
         if mine is None or planned is None:
             continue
-        if name in _ZERO_IS_ALL:
+        if name == "sweep_epochs":  # 0: the recipe's epochs
+            mine = mine or s.recipe.get("epochs") or 0
+            planned = planned or full.recipe.get("epochs") or 0
+        elif name in _ZERO_IS_ALL:
             mine, planned = (v or float("inf") for v in (mine, planned))
         yield name, mine, planned
 

@@ -177,6 +177,14 @@ def test_smaller_budgets_are_partial_larger_ones_are_not():
     assert report.missing_from_plan(presets.resolve("fmnist", explicit={"num_test": 0})) == []
     assert report.missing_from_plan(presets.resolve("digits", explicit={"num_test": 100})) == [
         "smaller budgets: num_test 100 (plan: all)"]
+    # sweep_epochs 0 is the recipe's epochs: 2 < the plan's 3.
+    s = presets.resolve("fmnist", explicit={"sweep_epochs": 0}, explicit_recipe={"epochs": 2})
+    assert "sweep_epochs 2 (plan: 3)" in report.missing_from_plan(s)[0]
+    assert report.missing_from_plan(presets.resolve("fmnist", explicit={"sweep_epochs": 0})) == []
+    s = presets.resolve("fmnist", explicit={"at_weights": (0.3, 1.0)})
+    assert report.missing_from_plan(s) == ["smaller budgets: at_weights without 0.01, 0.03, 0.1"]
+    s = presets.resolve("fmnist", explicit={"sweep": False})
+    assert report.missing_from_plan(s) == ["smaller budgets: no AT/ALP weight sweep (plan: a sweep)"]
 
 
 def test_fewer_methods_at_a_radius_or_with_sources_is_partial_too():
