@@ -33,10 +33,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
-import atalp_keras as ak  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import atalp_keras as ak  # noqa: E402
 from atalp_keras.attacks import APGDAttack, AutoAttack, SquareAttack  # noqa: E402
 
 INSTALL = "pip install adversarial-robustness-toolbox==1.20.1 multiprocess"

@@ -141,7 +141,8 @@ class TrainConfig:
         "the --eval_pgd_steps attack, every test example clean, so the "
         "attack costs the same whatever the test set's size; 0 = attack all "
         "of them every epoch. The final evaluation attacks the whole test "
-        "set.", lower_bound=0)
+        "set. Under several replicas at least one global eval batch (each "
+        "partial batch is dropped there).", lower_bound=0)
     # Optimisation.
     epochs: int = setting(10, "Number of epochs.", lower_bound=1)
     steps_per_epoch: int = setting(
