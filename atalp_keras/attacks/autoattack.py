@@ -79,8 +79,9 @@ class AutoAttack(EagerAttack):
             at once); any other call, or an unreadable file, starts over and
             replaces it. The batch size and ``jit_compile`` must match too;
             the code version is not checked, and with ``seed=None`` a match
-            returns the earlier random run. Not a setting: not in
-            ``get_config``. The caller removes the file once it has kept the
+            returns the earlier random run. Not a setting: in
+            ``get_config`` (so a config rebuilds the attack) but not in
+            ``describe`` or the fingerprint. The caller removes the file once it has kept the
             result. One file per call: several eps sharing one path keep
             replacing each other's state.
 
@@ -112,7 +113,8 @@ class AutoAttack(EagerAttack):
 
     def get_config(self):
         return {**super().get_config(), "version": self.version, "num_steps": self.num_steps,
-                "n_target_classes": self.n_target_classes, "n_queries": self.n_queries}
+                "n_target_classes": self.n_target_classes, "n_queries": self.n_queries,
+                "resume_file": self.resume_file}
 
     def describe(self):
         return {"attack": self.name, "eps": self.eps, "version": self.version,
@@ -213,7 +215,8 @@ class AutoAttack(EagerAttack):
         if weights is None:
             raise UsageError("`resume_file` needs a Keras model (its weights identify the run). "
                              f"Received: model={type(model).__name__}")
-        call = {"config": self.get_config(), "batch_size": int(batch_size),
+        settings = {k: v for k, v in self.get_config().items() if k != "resume_file"}
+        call = {"config": settings, "batch_size": int(batch_size),
                 "jit_compile": bool(jit_compile)}
         digest = hashlib.sha256(json.dumps(call, sort_keys=True).encode())
         for array in [x, y.astype(np.int64)] + [np.asarray(w) for w in weights]:
