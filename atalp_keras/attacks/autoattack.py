@@ -166,7 +166,7 @@ class AutoAttack(EagerAttack):
         # refused at once, not after the first component's minutes.
         fingerprint = (None if self.resume_file is None
                        else self._fingerprint(model, x, y, batch_size, jit_compile))
-        state = self._resumed(fingerprint, verbose)
+        state = self._resumed(fingerprint, x, verbose)
         if state is None:
             start = time.time()
             robust = predict_classes(model, x, batch_size) == y
@@ -175,9 +175,6 @@ class AutoAttack(EagerAttack):
                      "report": [{"component": "clean",
                                  "robust_accuracy": float(robust.mean()) if n else 0.0,
                                  "seconds": time.time() - start, "n": n}]}
-        if "x_adv" not in state:  # resumed: the adversarials found so far
-            state["x_adv"] = x.copy()
-            state["x_adv"][state["broken"]] = state["x_broken"]
         robust, x_adv, broken_by, report = (state[k] for k in ("robust", "x_adv", "broken_by",
                                                                 "report"))
         for stage, attack in enumerate(stages, start=1):
@@ -224,7 +221,7 @@ class AutoAttack(EagerAttack):
             digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
-    def _resumed(self, fingerprint, verbose):
+    def _resumed(self, fingerprint, x, verbose):
         """The saved state of this call, or None (no file, another call's, or
         a file that cannot be read)."""
         if fingerprint is None or not os.path.isfile(self.resume_file):
@@ -235,9 +232,10 @@ class AutoAttack(EagerAttack):
                     reason = "holds another call's progress (other model, points or settings)"
                     state = None
                 else:
+                    x_adv = x.copy()  # the adversarials found so far
+                    x_adv[saved["broken"]] = saved["x_broken"]
                     state = {"done": int(saved["done"]), "robust": saved["robust"].copy(),
-                             "clean": saved["clean"].copy(), "broken": saved["broken"].copy(),
-                             "x_broken": saved["x_broken"].copy(),
+                             "clean": saved["clean"].copy(), "x_adv": x_adv,
                              "broken_by": [b or None for b in saved["broken_by"].tolist()],
                              "report": json.loads(str(saved["report"]))}
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
