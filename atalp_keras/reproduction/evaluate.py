@@ -15,6 +15,10 @@ import numpy as np
 from atalp_keras.reproduction.common import count, fmt_eps, load_json, log, save_json
 
 WORST_CASE = "worst-case"
+# Part of the audit's cache key: raised when the audit's verdicts change for the
+# same inputs, so cached audits are redone (2: standard AutoAttack enters the
+# gradient-free comparison by its gradient stages, not with Square).
+AUDIT_REVISION = 2
 
 
 def suite_requests(s, num_classes):
@@ -77,9 +81,11 @@ def _correct(model, x, y, batch_size):
 
 
 def audit_records(stored):
-    """Evaluation-style records of the finished attack parts (for the audit)."""
-    return [{k: p["value"][k] for k in ("attack", "eps", "n", "accuracy", "max_perturbation",
-                                         "min_pixel", "max_pixel")}
+    """Evaluation-style records of the finished attack parts (for the audit;
+    AutoAttack's ``stages`` let it separate the gradient stages from Square)."""
+    keys = ("attack", "eps", "n", "accuracy", "max_perturbation", "min_pixel", "max_pixel",
+            "stages")
+    return [{k: p["value"][k] for k in keys if k in p["value"]}
             for key, p in stored.items() if "@" in key]
 
 
@@ -127,7 +133,7 @@ def _parts(s, entry, x, y, sources, info, full_test, stored):
                     seed=s.attack_seed), batch_size=s.eval_batch_size, verbose=0)
             if r["attack"] == "pgd"])
     if s.audit:
-        parts["audit"] = ([eval_eps, s.attack_seed], lambda: audit.audit(
+        parts["audit"] = ([eval_eps, s.attack_seed, AUDIT_REVISION], lambda: audit.audit(
             audit_records(stored), model(), x, y, eps=max(eval_eps), num_examples=min(len(y), 1000),
             batch_size=s.eval_batch_size, seed=s.attack_seed))
     return parts

@@ -112,3 +112,37 @@ def test_audit_is_the_evaluation_module():
     from atalp_keras import evaluation
 
     assert audit is evaluation.audit
+
+
+def _autoattack(after_gradient, after_square, n=1000):
+    return {"attack": "autoattack", "eps": 0.3, "n": n, "accuracy": after_square,
+            "stages": [{"component": "clean", "robust_accuracy": 0.78},
+                       {"component": "apgd-ce", "robust_accuracy": 0.57},
+                       {"component": "apgd-t", "robust_accuracy": 0.545},
+                       {"component": "fab-t", "robust_accuracy": after_gradient},
+                       {"component": "square", "robust_accuracy": after_square}]}
+
+
+def test_standard_autoattack_counts_by_its_gradient_stages():
+    """Standard AutoAttack ends with Square: compared whole with Square alone it
+    can never lose, so a model whose gradients mislead (fmnist pat at eps 0.3:
+    gradient stages 54.1%, Square 47.0%) passed. Its gradient stages are what
+    the gradient-free attack is weighed against."""
+    records = [{"attack": "pgd", "eps": 0.3, "n": 1000, "accuracy": 0.606},
+               _autoattack(0.541, 0.470),
+               {"attack": "square", "eps": 0.3, "n": 1000, "accuracy": 0.470}]
+    check = audit.check_gradient_free_vs_white_box(records)
+    assert check["status"] == "WARN"
+    assert "autoattack (apgd-ce+apgd-t+fab-t) 0.541 vs square 0.470" in check["detail"]
+    # Square adding nothing beyond the gradient stages passes.
+    records[1], records[2]["accuracy"] = _autoattack(0.541, 0.540), 0.545
+    check = audit.check_gradient_free_vs_white_box(records)
+    assert check["status"] == "PASS"
+    assert "autoattack (apgd-ce+apgd-t+fab-t) 0.541" in check["detail"]
+
+
+def test_autoattack_without_stages_is_not_a_white_box_gradient_record():
+    records = [{"attack": "autoattack", "eps": 0.1, "n": 1000, "accuracy": 0.40},
+               {"attack": "square", "eps": 0.1, "n": 1000, "accuracy": 0.40}]
+    assert audit.check_gradient_free_vs_white_box(records)["status"] == "SKIP"
+    assert audit.gradient_stages(records[0]) is None
