@@ -54,7 +54,7 @@ def reference(jit_compile):
     return run
 
 
-def package(method, jit_compile, policy=None):
+def package(method, jit_compile, policy=None, clean_metrics=True):
     if policy:  # the layers built now compute in `policy` (float32 logits)
         keras.mixed_precision.set_global_policy(policy)
     try:
@@ -63,7 +63,7 @@ def package(method, jit_compile, policy=None):
         keras.mixed_precision.set_global_policy("float32")
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), method=method,
                   attack=ak.PGDAttack(EPS, STEP, PGD_STEPS, seed=0), eval_attack=None,
-                  jit_compile=jit_compile)
+                  jit_compile=jit_compile, clean_metrics=clean_metrics)
 
     def run(ds):
         model.fit(ds, epochs=1, verbose=0)
@@ -76,7 +76,8 @@ def main():
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--variants", default="ref,ref_xla,pat,pat_xla,at_alp,at_alp_xla",
                         help="comma-separated: ref, ref_xla and <method>[_xla|_bf16] for "
-                             "pat, at_alp, alp, fast, trades (_bf16: mixed_bfloat16)")
+                             "pat, at_alp, alp, fast, trades (_bf16: mixed_bfloat16; _nc: "
+                             "clean_metrics=False, no clean-accuracy forward)")
     parser.add_argument("--model", choices=("tiny", "fmnist"), default="tiny",
                         help="tiny ResNet (widths 8,16,16,32) or the Fashion-MNIST backbone")
     args = parser.parse_args()
@@ -92,6 +93,7 @@ def main():
         builders[method] = lambda m=method: package(m, False)
         builders[method + "_xla"] = lambda m=method: package(m, True)
         builders[method + "_bf16"] = lambda m=method: package(m, False, "mixed_bfloat16")
+        builders[method + "_nc"] = lambda m=method: package(m, False, clean_metrics=False)
     names = args.variants.split(",")
     runs = {name: builders[name]() for name in names}
     times = {name: [] for name in names}

@@ -16,12 +16,12 @@ RESULT_TAG = "@@RESULT@@"
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
 REPEATED_KINDS = ("units", "steps", "epochs", "preset", "reference", "art_trainer")
-LEVER_STEPS = ["pat+no_validate", "at_alp+two_pass", "at_alp+split", "pat+xla", "at_alp+xla",
+LEVER_STEPS = ["pat+no_clean", "pat+no_validate", "at_alp+two_pass", "at_alp+split", "pat+xla", "at_alp+xla",
                "reference+xla"]
 
 
 def _lever_epochs(spe):
-    return ["pat+xla", "reference+xla", f"pat+spe{spe}", "pat+no_validate", "at_alp+two_pass",
+    return ["pat+xla", "reference+xla", f"pat+spe{spe}", "pat+no_clean", "pat+no_validate", "at_alp+two_pass",
             "at_alp+split", "at_alp+xla"]
 
 
