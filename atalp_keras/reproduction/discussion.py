@@ -95,6 +95,14 @@ def masking(run, kmax):
             o = _stat(run, m, other)
             if o.values and compare(o, pgd) < 0:
                 notes.append(f"{other.replace('@', ' PGD-')} {o.cell()} is below white-box PGD")
+        gradient, square = _stat(run, m, "autoattack_gradient"), _stat(run, m, "square")
+        if gradient.values and square.values:
+            below = compare(square, gradient) < 0
+            notes.append(f"AutoAttack's gradient stages (APGD-CE, APGD-T, FAB-T) leave "
+                         f"{gradient.cell()}, Square alone {square.cell()} ("
+                         + ("below them beyond the noise: the gradients mislead every "
+                            "gradient attack, and the AutoAttack number rests on Square"
+                            if below else "not below them beyond the noise") + ")")
         rows.append(f"- `{m}`: " + "; ".join(notes))
     if not rows:
         return None

@@ -187,6 +187,13 @@ def summary_line(result, eval_eps):
                      if k in ("clean", "pgd", "autoattack", WORST_CASE) and e == eval_eps[0])
 
 
+def gradient_stages(part):
+    """`audit.gradient_stages` (imported here: the audit pulls in TensorFlow)."""
+    from atalp_keras.evaluation.audit import gradient_stages as stages
+
+    return stages(part)
+
+
 def per_model_values(result, eval_eps):
     """Flat ``{(metric, eps): accuracy}`` of one evaluated model (the per-image
     worst case over every attack at each eps is computed here)."""
@@ -206,6 +213,9 @@ def per_model_values(result, eval_eps):
         worst.setdefault(eps, [clean]).append(np.asarray(part["correct"], bool))
         if "mean_distance" in part:
             values[("rays_distance", eps)] = part["mean_distance"]
+        gradient = gradient_stages(part) if label == "autoattack" else None
+        if gradient is not None:  # standard AutoAttack before its Square stage
+            values[("autoattack_gradient", eps)] = gradient["accuracy"]
     for eps, correct in worst.items():
         if len(correct) > 2:  # the clean input and at least two attacks
             values[(WORST_CASE, eps)] = float(np.mean(np.logical_and.reduce(correct)))

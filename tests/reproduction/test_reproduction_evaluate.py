@@ -25,3 +25,32 @@ def test_a_transfer_curve_from_another_source_is_not_reused():
     # The white-box curve and the attacks keep their keys (cached results stay valid).
     assert {k: v for k, v in trained.items() if k not in ("iterations:gray", "iterations:black")} \
         == _keys(s, {})
+
+
+def test_autoattack_gradient_stages_and_the_masking_sentence():
+    """pat at eps 0.3 on Fashion-MNIST: AutoAttack's gradient stages leave 54.1%,
+    Square alone 47.0% on 1,000 images; the report must say Square carries it."""
+    from atalp_keras.reproduction import discussion, report
+    from atalp_keras.reproduction.evaluate import per_model_values
+
+    def part(acc, **extra):
+        return {"value": {"accuracy": acc, "correct": [1] * 10, **extra}}
+    stages = [{"component": "clean", "robust_accuracy": 0.78},
+              {"component": "apgd-ce", "robust_accuracy": 0.568},
+              {"component": "fab-t", "robust_accuracy": 0.541},
+              {"component": "square", "robust_accuracy": 0.47}]
+    result = {"parts": {"clean": part(0.78), "pgd@0.3": part(0.606),
+                        "autoattack@0.3": part(0.47, attack="autoattack", stages=stages),
+                        "square@0.3": part(0.47)}}
+    values = per_model_values(result, (0.3,))
+    assert values[("autoattack_gradient", 0.3)] == 0.541
+    run = {"eps": 0.3, "n": 1000, "agg": report.aggregate([("pat", values)], ["pat"], 1000)}
+    text = discussion.masking(run, 200)
+    assert "gradient stages (APGD-CE, APGD-T, FAB-T) leave 54.1, Square alone 47.0" in text
+    assert "below them beyond the noise" in text
+    # Square no stronger than the gradient stages: said so.
+    stages[-1]["robust_accuracy"] = 0.54
+    result["parts"]["square@0.3"] = part(0.545)
+    values = per_model_values(result, (0.3,))
+    run["agg"] = report.aggregate([("pat", values)], ["pat"], 1000)
+    assert "not below them beyond the noise" in discussion.masking(run, 200)
