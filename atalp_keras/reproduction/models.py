@@ -46,6 +46,12 @@ def main_dir(s, method, seed, eps=None):
                         f"seed{seed}")
 
 
+def longer_dir(s, method, seed):
+    """The folder of ``method``'s --longer_epochs model (at the training eps)."""
+    return os.path.join(os.path.dirname(main_dir(s, method, seed)),
+                        f"epochs{s.longer_epochs}_seed{seed}")
+
+
 def train_model(config, label, ledger=None):
     """Trains ``config`` unless its folder holds that finished model already.
 

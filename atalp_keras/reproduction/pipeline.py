@@ -60,13 +60,15 @@ def _training_row(metrics):
 def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, ledger):
     """One training radius: returns the run dict the report reads."""
     x, y = test
-    entries, values, training, audits = [], [], {}, {}
+    entries, values, training, audits, per_model = [], [], {}, {}, {}
     for method in methods:
         seeds = s.seeds_of(method) if with_sources else s.seeds[:1]
         sources = with_sources and s.transfer and s.has_sources(method)
         found, source_dirs, metrics = models.train_method(s, method, seeds, eps, chosen,
                                                           ledger, sources)
         training[method] = _training_row(metrics)
+        for entry, m in zip(found, metrics["main"]):
+            entry["train_seconds"] = m.get("seconds")
         entries += found
         if s.train_only:
             continue
@@ -76,10 +78,42 @@ def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, 
             result = evaluate.evaluate_main(s, entry, x, y, source_dirs[entry["name"]], info,
                                             ledger, full)
             values.append((method, evaluate.per_model_values(result, entry["eval_eps"])))
+            per_model[entry["name"]] = values[-1][1]
             if "audit" in result["parts"]:
                 audits[entry["name"]] = result["parts"]["audit"]["value"]
     return {"eps": eps, "n": len(y), "entries": entries, "training": training,
-            "audits": audits, "agg": report.aggregate(values, methods, len(y))}
+            "audits": audits, "agg": report.aggregate(values, methods, len(y)),
+            "per_model": per_model}
+
+
+def longer_study(s, info, test, full, chosen, ledger):
+    """The --longer_epochs models: the first seed of each --longer_methods
+    trained for more epochs, evaluated like a main model at the training eps
+    (without transfer sources). Returns ``[{method, seed, epochs, values,
+    test_curve}]`` (empty without --longer_epochs or under --train_only)."""
+    x, y = test
+    rows = []
+    for method in s.longer_methods if s.longer_epochs else ():
+        seed = s.seeds_of(method)[0]
+        model_dir = models.longer_dir(s, method, seed)
+        metrics, _ = models.train_model(
+            models.train_config(s, method, seed, model_dir, s.eps, epochs=s.longer_epochs,
+                                **models.method_weights(method, chosen)),
+            f"{method} seed {seed} ({s.longer_epochs} epochs)", ledger)
+        if s.train_only:
+            continue
+        entry = {"name": f"{method}_epochs{s.longer_epochs}_seed{seed}", "method": method,
+                 "seed": seed, "dir": model_dir, "eps": s.eps, "out": s.out_for(s.eps),
+                 "eval_eps": (s.eps,), "curve_eps": ()}
+        result = evaluate.evaluate_main(s, entry, x, y, {}, info, ledger, full)
+        rows.append({"method": method, "seed": seed, "epochs": s.longer_epochs,
+                     "n_all": len(full[1]) if full is not None else len(y),
+                     "values": evaluate.per_model_values(result, (s.eps,)),
+                     "train_seconds": metrics.get("seconds"),
+                     # Clean accuracy on the test set after each epoch (the
+                     # training's monitoring; nothing is chosen on it).
+                     "test_curve": [r.get("val_accuracy") for r in metrics.get("history", [])]})
+    return rows
 
 
 def run(s, argv, flags_text=""):
@@ -108,6 +142,7 @@ def run(s, argv, flags_text=""):
     for eps, methods, with_sources in plan(s):
         runs.append(train_and_evaluate(s, info, test, full, eps, methods, with_sources,
                                        chosen, ledger))
+    longer = longer_study(s, info, test, full, chosen, ledger)
     timings["training and evaluation"] = time.time() - t
     if s.train_only:
         log(f"--train_only: {ledger.get('trained', 0)} models trained, "
@@ -121,9 +156,12 @@ def run(s, argv, flags_text=""):
         "settings": dataclasses.asdict(s), "sweep": sweep, "runs": [
             {"eps": r["eps"], "n": r["n"], "aggregate": {
                 m: {f"{k[0]}@{k[1]!r}": {"mean": v.mean, "std": v.std, "values": v.values}
-                    for k, v in a.items()} for m, a in r["agg"].items()}} for r in runs]})
+                    for k, v in a.items()} for m, a in r["agg"].items()}} for r in runs],
+        "longer": [dict(row, values={f"{k[0]}@{k[1]!r}": v for k, v in row["values"].items()})
+                   for row in longer]})
     runs[0].update(ledger=ledger, timings=timings, started_at=started_at, commit=commit,
-                   total=time.time() - started, load=(load_start, os.getloadavg()[0]))
+                   total=time.time() - started, load=(load_start, os.getloadavg()[0]),
+                   longer=longer)
     path = report.write_report(s, info, runs, figs, sweep, argv, report.machine_info())
     log(f"report: {path} ({(time.time() - started) / 60:.1f} min)")
     return path

@@ -47,6 +47,10 @@ PRESETS = {
         "square_queries": 5000, "rays_queries": 1000, "audit": True,
         "iterations": (10, 20, 50, 100, 200), "curve_eps": (0.03, 0.05, 0.15, 0.2, 0.3),
         "figure_methods": ("pat", "alp", "at_alp"), "landscape_images": 16,
+        # pat's clean accuracy after 5 epochs is short of the published 88.5%
+        # (and of issue 12's 88% bar): one pat model trained three times longer
+        # measures what the epochs buy.
+        "longer_epochs": 15, "longer_methods": ("pat",),
         "out": "runs/fmnist_eps{eps}", "report": "docs/results_fmnist.md",
         # Published numbers the report sets beside ours (clean %, robust %).
         "published": "fmnist",
@@ -59,7 +63,7 @@ QUICK = {
     "alp_weights": (0.5,), "sweep_epochs": 0, "sweep_train_examples": 0, "num_test": 120,
     "autoattack": "fast", "square_queries": 0, "rays_queries": 500,
     "iterations": (10, 20, 50), "curve_eps": (0.1,), "attention_images": 2,
-    "landscape_images": 8, "landscape_points": 11, "also_eps": (),
+    "landscape_images": 8, "landscape_points": 11, "also_eps": (), "longer_epochs": 0,
     "out": "runs/reproduce_quick",
 }
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from atalp_keras.reproduction import discussion, presets
 from atalp_keras.reproduction.common import fmt_eps, fmt_weight
-from atalp_keras.reproduction.stats import Stat, seconds_cell
+from atalp_keras.reproduction.stats import Stat, compare, points, seconds_cell
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 COLUMNS = ("clean", "fgsm", "pgd", "autoattack", "square", "rays", "worst-case")
@@ -202,19 +202,78 @@ def sweep_section(sweep):
                 alp_weight=fmt_weight(sweep["chosen"]["alp_weight"]))
 
 
+def _clean_key(values, eps):
+    """Clean accuracy on all test images where measured, else on the attacked ones."""
+    return ("clean_all", eps) if ("clean_all", eps) in values else ("clean", eps)
+
+
 def published_section(s, aggs):
     rows = []
     for p in presets.published(s.preset):
         agg = aggs.get(p["eps"], {}).get(p["method"])
-        ours = [agg.get((k, p["eps"]), Stat([], 1)).cell() if agg else "-"
-                for k in ("clean", "autoattack", "worst-case")]
+        keys = [_clean_key(agg or {}, p["eps"])] + [(k, p["eps"]) for k in ("autoattack",
+                                                                             "worst-case")]
+        ours = [agg.get(k, Stat([], 1)).cell() if agg else "-" for k in keys]
         rows.append([fmt_eps(p["eps"]), f"`{p['method']}`", p["source"], f"{p['clean']:.1f}",
                      f"{p['robust']:.1f} ({p['robust_note']})"] + ours)
     if not rows:
         return ""
     return fill("published", model=s.recipe["model"], published_table=md_table(
         ["eps", "method", "published (source)", "their clean %", "their robust %",
-         "our clean %", "our AutoAttack %", "our worst case %"], rows)) + "\n"
+         "our clean % (all test images)", "our AutoAttack %", "our worst case %"],
+        rows)) + "\n"
+
+
+def _pct(value):
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def longer_section(s, main, longer):
+    """The --longer_epochs models beside the same method and seed trained for
+    the recipe's epochs (``main``: the run dict of the training eps)."""
+    if not longer:
+        return ""
+    eps, rows, lines = main["eps"], [], []
+    published = {p["method"]: p for p in presets.published(s.preset) if p["eps"] == eps}
+    for row in longer:
+        name = f"{row['method']}_seed{row['seed']}"
+        entry = next((e for e in main["entries"] if e["name"] == name), {})
+        pairs = [(s.recipe["epochs"], main["per_model"].get(name, {}),
+                  entry.get("train_seconds")),
+                 (row["epochs"], row["values"], row["train_seconds"])]
+        for epochs, values, seconds in pairs:
+            rows.append([f"`{row['method']}`", row["seed"], epochs,
+                         "-" if seconds is None else f"{seconds / 60:.0f}"]
+                        + [_pct(values.get(key)) for key in (
+                            ("clean_all", eps), ("clean", eps), ("pgd", eps),
+                            ("autoattack", eps), ("worst-case", eps))])
+        (_, short, _), (_, long, _) = pairs
+        text = f"- `{row['method']}` seed {row['seed']}: "
+        for label, key in (("clean accuracy on all test images", _clean_key(long, eps)),
+                           ("AutoAttack", ("autoattack", eps))):
+            if key in short and key in long:
+                n = row["n_all"] if key[0] == "clean_all" else main["n"]
+                a, b = Stat([long[key]], n), Stat([short[key]], n)
+                verdict = "beyond" if compare(a, b) else "within"
+                text += (f"{label} {_pct(short[key])}% after {s.recipe['epochs']} epochs, "
+                         f"{_pct(long[key])}% after {row['epochs']} ({points(a, b)}, "
+                         f"{verdict} the test-sample noise at n={n}); ")
+        p = published.get(row["method"])
+        if p and _clean_key(long, eps) in long:
+            gap = p["clean"] - 100 * long[_clean_key(long, eps)]
+            text += (f"published clean {p['clean']:.1f}%: "
+                     + (f"{gap:.1f} points short after {row['epochs']} epochs"
+                        if gap > 0 else f"reached ({-gap:.1f} points above)") + "; ")
+        curve = [f"{100 * v:.1f}" for v in row["test_curve"] if v is not None]
+        if curve:
+            text += "clean test accuracy after each epoch: " + ", ".join(curve) + "."
+        lines.append(text.rstrip("; "))
+    return fill("longer", epochs=s.recipe["epochs"], longer_epochs=s.longer_epochs,
+                methods=discussion.code_list(s.longer_methods), eps=fmt_eps(eps),
+                longer_table=md_table(["method", "seed", "epochs", "training min",
+                                       "clean (all test) %", f"clean (n={main['n']}) %",
+                                       "PGD %", "AutoAttack %", "worst case %"], rows),
+                longer_text="\n".join(lines)) + "\n"
 
 
 def figures_section(s, figures):
@@ -245,6 +304,10 @@ def missing_from_plan(s):
     if at_radii and s.also_eps:
         missing.append(discussion.code_list(at_radii) + " at "
                        + ", ".join(f"eps {fmt_eps(e)}" for e in s.also_eps))
+    dropped = [m for m in full.longer_methods if m not in s.longer_methods]
+    if full.longer_epochs and (s.longer_epochs < full.longer_epochs or dropped):
+        missing.append(f"the {full.longer_epochs}-epoch model of "
+                       + discussion.code_list(full.longer_methods))
     if full.transfer and not s.transfer:
         missing.append("the gray/black-box transfer attacks")
     elif full.transfer:
@@ -330,6 +393,7 @@ def write_report(s, info, runs, figures, sweep, argv, machine):
         distance_table=distance_table(s, main["agg"], list(main["agg"]), s.eval_eps),
         iterations_tables=iterations_tables(s, main["agg"], list(main["agg"]), s.eval_eps, n),
         published_section=published_section(s, aggs),
+        longer_section=longer_section(s, main, main.get("longer")),
         audit_section=discussion.audit_section(runs), figures=figures_section(s, figures),
         discussion="\n\n".join(discussion.paragraphs(s, runs, sweep)))
     folder = os.path.dirname(s.report)

@@ -67,6 +67,11 @@ class Settings:
     also_eps: tuple = _f((), "Further training radii, each a second run into --out with "
                              "{eps} replaced (one seed, no sources).", item=_radius)
     also_eps_methods: tuple = _f((), "Methods trained at each --also_eps radius.")
+    longer_epochs: int = _f(0, "Also train the first seed of each --longer_methods for this "
+                               "many epochs (more than the recipe's; 0 = none) and evaluate "
+                               "it at the training eps like a main model: what longer "
+                               "training adds to clean and robust accuracy.", lower_bound=0)
+    longer_methods: tuple = _f((), "Methods of the --longer_epochs models.")
     train_only: bool = _f(False, "Train every model (sweep, main models, sources, every "
                                  "radius) and stop before the evaluation; a later run without "
                                  "this flag reuses them.")
@@ -177,7 +182,7 @@ def check(s):
     from atalp_keras.methods import METHODS
 
     for name in ("methods", "more_seeds_methods", "source_methods", "also_eps_methods",
-                 "figure_methods"):
+                 "figure_methods", "longer_methods"):
         bad = [m for m in getattr(s, name) if m not in METHODS]
         if bad or (name == "methods" and not s.methods):
             raise UsageError(f"--{name} must list presets of {', '.join(METHODS)}. "
@@ -207,6 +212,11 @@ def check(s):
     if s.blackbox_method and s.blackbox_method not in METHODS:
         raise UsageError(f"--blackbox_method must be empty or one of {', '.join(METHODS)}. "
                          f"Received: blackbox_method={s.blackbox_method!r}")
+    epochs = s.recipe.get("epochs")
+    if s.longer_epochs and (not s.longer_methods or (epochs and s.longer_epochs <= epochs)):
+        raise UsageError(f"--longer_epochs must exceed the recipe's epochs ({epochs}) and "
+                         f"needs --longer_methods. Received: longer_epochs={s.longer_epochs}, "
+                         f"longer_methods={','.join(s.longer_methods)}")
     if s.also_eps and "{eps}" not in s.out:
         raise UsageError(f"--also_eps needs an --out holding {{eps}} (one folder per radius). "
                          f"Received: out={s.out!r}")

@@ -107,7 +107,8 @@ def test_fmnist_preset_end_to_end_on_tiny_idx_files(tmp_path):
             "--batch_size=16", "--tiny_widths=4,4,4,4", "--methods=pat,at_alp",
             "--more_seeds=1", "--more_seeds_methods=at_alp", "--source_methods=at_alp",
             "--also_eps=0.3",
-            "--also_eps_methods=pat", "--at_weights=0.03", "--alp_weights=0.5",
+            "--also_eps_methods=pat", "--longer_epochs=2", "--longer_methods=pat",
+            "--at_weights=0.03", "--alp_weights=0.5",
             "--sweep_train_examples=40", "--val_fraction=0.25", "--max_val_examples=10",
             "--num_test=20", "--pgd_steps=2", "--pgd_restarts=1", "--square_queries=20",
             "--rays_queries=20", "--iterations=2,3", "--curve_eps=0.2", "--landscape_points=3",
@@ -121,11 +122,13 @@ def test_fmnist_preset_end_to_end_on_tiny_idx_files(tmp_path):
     assert "Gradient-masking audit" in text and "Wilson" in text
     assert "AT+ALP against each method under AutoAttack at eps 0.1" in text
     assert sorted(os.listdir(tmp_path / "run_eps0.1" / "eval")) == [
-        "at_alp_seed0.json", "at_alp_seed1.json", "pat_seed0.json"]
+        "at_alp_seed0.json", "at_alp_seed1.json", "pat_epochs2_seed0.json", "pat_seed0.json"]
+    assert "## Longer training" in text and "after 1 epochs, " in text
     assert sorted(os.listdir(tmp_path / "run_eps0.3" / "eval")) == ["pat_seed0.json"]
     models = tmp_path / "run_eps0.1" / "models"
     # The preset's sources: at_alp's gray source is its other main seed
     # (--gray_from_seeds), and one pat model on fmnist_deep is every method's
     # black source (--blackbox_method=pat).
     assert sorted(os.listdir(models / "at_alp")) == ["seed0", "seed1"]
-    assert sorted(os.listdir(models / "pat")) == ["black_fmnist_deep_seed100", "seed0"]
+    assert sorted(os.listdir(models / "pat")) == ["black_fmnist_deep_seed100",
+                                                  "epochs2_seed0", "seed0"]

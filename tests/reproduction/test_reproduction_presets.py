@@ -256,3 +256,72 @@ def test_results_tables_show_transfer_columns_only_where_measured():
     white["pat"][("gray@200", 0.1)] = Stat([0.75], 100)
     header = report.results_tables(s, white, ["pat"], (0.1,), 100, 200).splitlines()[2]
     assert header == "| method | clean | pgd | gray PGD-200 |"
+
+
+def test_the_longer_study_trains_the_first_seed_longer_and_evaluates_it(monkeypatch, tmp_path):
+    from atalp_keras.reproduction import evaluate, pipeline
+
+    s = presets.resolve("fmnist", explicit={"out": str(tmp_path / "eps{eps}")})
+    assert (s.longer_epochs, s.longer_methods) == (15, ("pat",))
+    trained, evaluated = [], []
+
+    def fake_train(config, label, ledger=None):
+        trained.append((config.method, config.seed, config.epochs, config.eps,
+                        config.model_dir))
+        return {"seconds": 90.0, "history": [{"val_accuracy": 0.8}, {"val_accuracy": 0.85}]}, False
+
+    def fake_evaluate(s, entry, x, y, sources, info, ledger=None, full_test=None):
+        evaluated.append((entry["name"], entry["eval_eps"], entry["curve_eps"], sources))
+        return {"parts": {"clean": {"value": {"accuracy": 0.5, "correct": [1, 0]}}}}
+
+    monkeypatch.setattr(models, "train_model", fake_train)
+    monkeypatch.setattr(evaluate, "evaluate_main", fake_evaluate)
+    test = (np.zeros((2, 28, 28, 1), np.float32), np.zeros(2, np.int32))
+    rows = pipeline.longer_study(s, None, test, None, None, {})
+    folder = str(tmp_path / "eps0.1" / "models" / "pat" / "epochs15_seed0")
+    assert trained == [("pat", 0, 15, 0.1, folder)]
+    assert evaluated == [("pat_epochs15_seed0", (0.1,), (), {})]
+    assert rows[0]["test_curve"] == [0.8, 0.85] and rows[0]["n_all"] == 2
+    assert rows[0]["values"][("clean", 0.1)] == 0.5
+    # --train_only trains it and evaluates nothing; --quick has no such model.
+    evaluated.clear()
+    assert pipeline.longer_study(dataclasses.replace(s, train_only=True), None, test, None,
+                                 None, {}) == []
+    assert not evaluated and presets.resolve("fmnist", quick=True).longer_epochs == 0
+
+
+def test_longer_epochs_must_exceed_the_recipe_and_its_absence_is_partial():
+    from atalp_keras.reproduction import report
+
+    with pytest.raises(UsageError, match="longer_epochs=5"):
+        presets.resolve("fmnist", explicit={"longer_epochs": 5})
+    with pytest.raises(UsageError, match="longer_methods"):
+        presets.resolve("fmnist", explicit={"longer_methods": ()})
+    assert report.missing_from_plan(presets.resolve("fmnist", explicit={"longer_epochs": 0})) \
+        == ["the 15-epoch model of `pat`"]
+
+
+def test_the_longer_section_against_a_hand_computed_case():
+    from atalp_keras.reproduction import report
+
+    s = presets.resolve("fmnist")
+    eps = 0.1
+    short = {("clean_all", eps): 0.856, ("clean", eps): 0.870, ("pgd", eps): 0.769,
+             ("autoattack", eps): 0.763, ("worst-case", eps): 0.763}
+    long = {("clean_all", eps): 0.874, ("clean", eps): 0.885, ("pgd", eps): 0.780,
+            ("autoattack", eps): 0.770, ("worst-case", eps): 0.769}
+    main = {"eps": eps, "n": 1000, "entries": [{"name": "pat_seed0", "train_seconds": 600.0}],
+            "per_model": {"pat_seed0": short}}
+    longer = [{"method": "pat", "seed": 0, "epochs": 15, "n_all": 10000, "values": long,
+               "train_seconds": 1800.0, "test_curve": [0.801, 0.874]}]
+    text = report.longer_section(s, main, longer)
+    assert "| `pat` | 0 | 5 | 10 | 85.6 | 87.0 | 76.9 | 76.3 | 76.3 |" in text
+    assert "| `pat` | 0 | 15 | 30 | 87.4 | 88.5 | 78.0 | 77.0 | 76.9 |" in text
+    # Clean on 10,000: SEs 0.351 and 0.332 points, combined 0.48 < 1.8: beyond.
+    assert ("clean accuracy on all test images 85.6% after 5 epochs, 87.4% after 15 "
+            "(+1.8 points, beyond the test-sample noise at n=10000)") in text
+    # AutoAttack on 1,000: SEs 1.34 and 1.33 points, combined 1.89 > 0.7: within.
+    assert "AutoAttack 76.3% after 5 epochs, 77.0% after 15 (+0.7 points, within" in text
+    assert "published clean 88.5%: 1.1 points short after 15 epochs" in text
+    assert text.rstrip().endswith("clean test accuracy after each epoch: 80.1, 87.4.")
+    assert report.longer_section(s, main, []) == ""
