@@ -64,12 +64,24 @@ def tolerance(a, b):
     return max(math.sqrt(a.binomial_se() ** 2 + b.binomial_se() ** 2), floor)
 
 
-def compare(a, b):
-    """+1 if ``a`` beats ``b`` by more than `tolerance`, -1 if it trails, else 0."""
+def sample_tolerance(a, b):
+    """The tie band of two attacks on the SAME models: the combined binomial
+    standard error at the test sample (never below one test image). The spread
+    over seeds says nothing here: two attacks' numbers move together from seed
+    to seed, so a small spread would call a gap of two images real."""
+    return max(math.sqrt(a.binomial_se() ** 2 + b.binomial_se() ** 2),
+               1.0 / max(a.n, b.n, 1))
+
+
+def compare(a, b, within_model=False):
+    """+1 if ``a`` beats ``b`` by more than `tolerance` (`sample_tolerance`
+    with ``within_model``: two attacks on the same models), -1 if it trails,
+    else 0."""
     if not a.values or not b.values:
         return 0
     diff = a.mean - b.mean
-    if abs(diff) <= tolerance(a, b) + 1e-12:
+    band = sample_tolerance(a, b) if within_model else tolerance(a, b)
+    if abs(diff) <= band + 1e-12:
         return 0
     return 1 if diff > 0 else -1
 
