@@ -60,7 +60,7 @@ def _training_row(metrics):
 def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, ledger):
     """One training radius: returns the run dict the report reads."""
     x, y = test
-    entries, values, training, audits, per_model = [], [], {}, {}, {}
+    entries, training, audits, per_model = [], {}, {}, {}
     for method in methods:
         seeds = s.seeds_of(method) if with_sources else s.seeds[:1]
         sources = with_sources and s.transfer and s.has_sources(method)
@@ -77,12 +77,13 @@ def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, 
                          else (eps,), curve_eps=s.curve_eps if with_sources else ())
             result = evaluate.evaluate_main(s, entry, x, y, source_dirs[entry["name"]], info,
                                             ledger, full)
-            values.append((method, evaluate.per_model_values(result, entry["eval_eps"])))
-            per_model[entry["name"]] = values[-1][1]
+            per_model[entry["name"]] = evaluate.per_model_values(result, entry["eval_eps"])
             if "audit" in result["parts"]:
                 audits[entry["name"]] = result["parts"]["audit"]["value"]
     return {"eps": eps, "n": len(y), "entries": entries, "training": training,
-            "audits": audits, "agg": report.aggregate(values, methods, len(y)),
+            "audits": audits, "agg": report.aggregate(
+                [(e["method"], per_model[e["name"]]) for e in entries if e["name"] in per_model],
+                methods, len(y)),
             "per_model": per_model}
 
 
