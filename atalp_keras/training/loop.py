@@ -160,7 +160,7 @@ def _build_model(config, info, cluster, rate):
                 natural_weight=config.natural_weight,
                 adv_weight=config.adv_weight, alp_weight=config.alp_weight,
                 at_weight=config.at_weight, trades_beta=config.trades_beta,
-                jit_compile=jit_compile,
+                clean_metrics=config.clean_metrics, jit_compile=jit_compile,
                 steps_per_execution=config.steps_per_execution)
             if multi_worker:
                 adapt_to_multi_worker(model)
