@@ -8,6 +8,11 @@ pairing):
 
 - ``perturbation_bounds``: every adversarial example stayed in the eps-ball and
   the [0, 1] box. A violation is a bug in an attack: FAIL.
+- ``single_step_vs_clean``: FGSM must not raise accuracy above the clean
+  accuracy. When it does, the loss gradient at the clean image points away
+  from the model's errors: the catastrophic overfitting of single-step
+  training (Wong et al. 2020, "Fast is better than free"; Andriushchenko &
+  Flammarion 2020), where the white-box numbers of such a model overstate it.
 - ``iterative_vs_single_step``: PGD must be at least as strong as FGSM.
 - ``more_steps`` / ``restarts``: more PGD steps or restarts must not raise
   accuracy, and should not lower it by much (else the reported PGD number was
@@ -168,7 +173,8 @@ def check_gradients(model, x, y, batch_size=256, max_zero_fraction=0.1):
 
 def run_probes(model, x, y, eps, num_steps=10, batch_size=256, seed=0):
     """The extra attacks the audit needs, on ``(x, y)`` at ``eps``:
-    FGSM, PGD-k, PGD-5k, PGD-k x 5 restarts and PGD-k at eps = 1."""
+    FGSM, PGD-k, PGD-5k, PGD-k x 5 restarts and PGD-k at eps = 1; the
+    accuracies also hold ``"clean"``, on the same points."""
     step = 2.5 * eps / num_steps
     probes = {
         "fgsm": FGSMAttack(eps),
@@ -177,19 +183,32 @@ def run_probes(model, x, y, eps, num_steps=10, batch_size=256, seed=0):
         "pgd_restarts": PGDAttack(eps, step, num_steps, restarts=5, seed=seed),
         "pgd_eps_1": PGDAttack(1.0, 0.1, max(num_steps, 20), seed=seed),
     }
-    return {name: _accuracy(model, attack.perturb(model, x, y, batch_size), y, batch_size)
-            for name, attack in probes.items()}, probes
+    accuracy = {"clean": _accuracy(model, x, y, batch_size)}
+    accuracy.update({name: _accuracy(model, attack.perturb(model, x, y, batch_size), y,
+                                     batch_size) for name, attack in probes.items()})
+    return accuracy, probes
 
 
 def check_probes(accuracy, num_steps, eps, n, alpha=0.05, large_eps_ceiling=0.05):
     """Verdicts on the probe accuracies of `run_probes`, measured on ``n``
     points; a difference counts when an exact binomial test at ``n`` rejects
-    equality at level ``alpha``."""
+    equality at level ``alpha``. ``single_step_vs_clean`` is checked when
+    ``accuracy`` holds ``"clean"``."""
     k = num_steps
     lower = lambda a, ref: significantly_lower(a, ref, n, alpha)  # noqa: E731
     higher = lambda a, ref: significantly_higher(a, ref, n, alpha)  # noqa: E731
     checks = []
     fgsm, pgd = accuracy["fgsm"], accuracy["pgd"]
+    if "clean" in accuracy:
+        clean = accuracy["clean"]
+        status = WARN if higher(fgsm, clean) else PASS
+        checks.append(_check(
+            "single_step_vs_clean", status,
+            f"eps={eps:g}: clean {clean:.3f}, FGSM {fgsm:.3f}"
+            + (": the attack raised accuracy, so the gradient at the clean image points "
+               "away from the errors (catastrophic overfitting of single-step training); "
+               "trust only multi-step, gradient-free and transfer results"
+               if status == WARN else "")))
     status = WARN if higher(pgd, fgsm) else PASS
     checks.append(_check("iterative_vs_single_step", status,
                          f"eps={eps:g}: FGSM {fgsm:.3f}, PGD-{k} {pgd:.3f}"

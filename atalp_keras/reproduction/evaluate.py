@@ -17,8 +17,9 @@ from atalp_keras.reproduction.common import count, fmt_eps, load_json, log, save
 WORST_CASE = "worst-case"
 # Part of the audit's cache key: raised when the audit's verdicts change for the
 # same inputs, so cached audits are redone (2: standard AutoAttack enters the
-# gradient-free comparison by its gradient stages, not with Square).
-AUDIT_REVISION = 2
+# gradient-free comparison by its gradient stages, not with Square; 3: the
+# single_step_vs_clean check).
+AUDIT_REVISION = 3
 
 
 def suite_requests(s, num_classes):

@@ -41,6 +41,7 @@ def test_honest_model_passes(digits, undefended_model):
     assert checks["logits"]["status"] == "PASS"
     assert checks["gradients"]["status"] == "PASS"
     assert checks["iterative_vs_single_step"]["status"] == "PASS"
+    assert checks["single_step_vs_clean"]["status"] == "PASS"
     assert checks["large_eps"]["status"] == "PASS"
     assert checks["gradient_free_vs_white_box"]["status"] == "PASS"
 
@@ -84,6 +85,23 @@ def test_probe_verdicts_on_hand_made_numbers():
     bad = {"fgsm": 0.3, "pgd": 0.5, "pgd_more_steps": 0.3, "pgd_restarts": 0.2,
            "pgd_eps_1": 0.4}
     assert [c["status"] for c in audit.check_probes(bad, 10, 0.1, n=100)] == ["WARN"] * 4
+
+
+def test_fgsm_above_clean_accuracy_is_flagged_beyond_noise():
+    """Catastrophic overfitting (the Fashion-MNIST `fast` model: FGSM 86.4%
+    against 80.8% clean): the one-step attack raises accuracy."""
+    probes = {"fgsm": 0.88, "pgd": 0.40, "pgd_more_steps": 0.40, "pgd_restarts": 0.40,
+              "pgd_eps_1": 0.0, "clean": 0.80}
+    checks = audit.check_probes(probes, 10, 0.1, n=200)
+    assert checks[0]["check"] == "single_step_vs_clean"
+    # P(X >= 176 | n = 200, p = 0.80) = 0.0020 < 0.05.
+    assert checks[0]["status"] == "WARN" and "0.880" in checks[0]["detail"]
+    # 164 of 200 against 0.80: P(X >= 164) = 0.27, noise.
+    probes["fgsm"] = 0.82
+    assert audit.check_probes(probes, 10, 0.1, n=200)[0]["status"] == "PASS"
+    # An attack at or below clean accuracy is what an attack should do.
+    probes["fgsm"] = 0.30
+    assert audit.check_probes(probes, 10, 0.1, n=200)[0]["status"] == "PASS"
 
 
 def test_skip_without_gradient_free_results():
