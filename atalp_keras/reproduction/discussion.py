@@ -114,16 +114,21 @@ def masking(run, kmax):
 
 
 def audit_section(runs):
+    """One line per audited model: the main models of each run, then the
+    --longer_epochs models (held by the first run)."""
     lines = []
     for run in runs:
-        for name, checks in run.get("audits", {}).items():
+        audits = list(run.get("audits", {}).items()) + [
+            (f"{row['method']}_epochs{row['epochs']}_seed{row['seed']}", row["audit"])
+            for row in run.get("longer", ()) if row.get("audit")]
+        for name, checks in audits:
             flagged = [c for c in checks if c["status"] in ("WARN", "FAIL")]
             verdict = "; ".join(f"{c['status']} {c['check']}: {c['detail']}"
                                 for c in flagged) or "every check PASS or SKIP"
             lines.append(f"- eps {fmt_eps(run['eps'])}, `{name}`: {verdict}")
     if not lines:
         return ""
-    return ("## Gradient-masking audit (`atalp_keras.audit`, per main model)\n\n"
+    return ("## Gradient-masking audit (`atalp_keras.audit`, per main and longer model)\n\n"
             + "\n".join(lines) + "\n\n")
 
 

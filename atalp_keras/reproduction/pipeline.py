@@ -91,7 +91,8 @@ def longer_study(s, info, test, full, chosen, ledger):
     """The --longer_epochs models: the first seed of each --longer_methods
     trained for more epochs, evaluated like a main model at the training eps
     (without transfer sources). Returns ``[{method, seed, epochs, values,
-    test_curve}]`` (empty without --longer_epochs or under --train_only)."""
+    test_curve, audit}]`` (empty without --longer_epochs or under --train_only;
+    ``audit`` is None when the evaluation ran none)."""
     x, y = test
     rows = []
     for method in s.longer_methods if s.longer_epochs else ():
@@ -110,6 +111,7 @@ def longer_study(s, info, test, full, chosen, ledger):
         rows.append({"method": method, "seed": seed, "epochs": s.longer_epochs,
                      "n_all": len(full[1]) if full is not None else len(y),
                      "values": evaluate.per_model_values(result, (s.eps,)),
+                     "audit": result["parts"].get("audit", {}).get("value"),
                      "train_seconds": metrics.get("seconds"),
                      # Clean accuracy on the test set after each epoch (the
                      # training's monitoring; nothing is chosen on it).

@@ -272,7 +272,9 @@ def test_the_longer_study_trains_the_first_seed_longer_and_evaluates_it(monkeypa
 
     def fake_evaluate(s, entry, x, y, sources, info, ledger=None, full_test=None):
         evaluated.append((entry["name"], entry["eval_eps"], entry["curve_eps"], sources))
-        return {"parts": {"clean": {"value": {"accuracy": 0.5, "correct": [1, 0]}}}}
+        return {"parts": {"clean": {"value": {"accuracy": 0.5, "correct": [1, 0]}},
+                          "audit": {"value": [{"check": "restarts", "status": "WARN",
+                                               "detail": "x5 finds more"}]}}}
 
     monkeypatch.setattr(models, "train_model", fake_train)
     monkeypatch.setattr(evaluate, "evaluate_main", fake_evaluate)
@@ -283,6 +285,14 @@ def test_the_longer_study_trains_the_first_seed_longer_and_evaluates_it(monkeypa
     assert evaluated == [("pat_epochs15_seed0", (0.1,), (), {})]
     assert rows[0]["test_curve"] == [0.8, 0.85] and rows[0]["n_all"] == 2
     assert rows[0]["values"][("clean", 0.1)] == 0.5
+    # Its audit is listed after the main models'.
+    from atalp_keras.reproduction import discussion
+
+    run = {"eps": 0.1, "audits": {"pat_seed0": [{"check": "logits", "status": "PASS",
+                                                 "detail": ""}]}, "longer": rows}
+    assert discussion.audit_section([run]).splitlines()[2:4] == [
+        "- eps 0.1, `pat_seed0`: every check PASS or SKIP",
+        "- eps 0.1, `pat_epochs15_seed0`: WARN restarts: x5 finds more"]
     # --train_only trains it and evaluates nothing; --quick has no such model.
     evaluated.clear()
     assert pipeline.longer_study(dataclasses.replace(s, train_only=True), None, test, None,
