@@ -1,5 +1,6 @@
 """Callbacks of a training run: the per-epoch log with ``last``/``best``
-checkpoints (`RunLog`), backup/resume after a kill, and TensorBoard."""
+checkpoints (`RunLog`), backup/resume after a kill, TensorBoard, and the
+optional early stop against catastrophic overfitting (`OverfitGuard`)."""
 
 import importlib.util
 import math
@@ -81,6 +82,74 @@ class RunLog(keras.callbacks.Callback):
             for r in self.rows]
         artifacts.atomic_write_text(self.folder.history_csv,
                                     "\n".join(lines) + "\n")
+
+
+class OverfitGuard(keras.callbacks.Callback):
+    """Stops a run whose PGD accuracy on fixed training images collapses,
+    and keeps the weights of its best epoch: the early stop of Wong et al.
+    (2020, "Fast is better than free") against the catastrophic overfitting
+    of single-step (``fast``) training, where FGSM accuracy climbs toward
+    clean accuracy while PGD accuracy falls to near zero within an epoch.
+
+    After every epoch it attacks ``(x, y)`` with ``attack`` and logs the
+    accuracy as ``guard_pgd_accuracy``. When that is more than ``max_drop``
+    below the best epoch so far, it restores the best epoch's weights and
+    stops training. It must come before `RunLog` in the callback list, so
+    the logged row and the ``last`` checkpoint see what it did. The best
+    weights live in memory: after a resume it compares with the epochs
+    since the resume only.
+
+    Args:
+        classifier: The logits model the attack runs on (its weights are
+            the trained model's).
+        x, y: The fixed training images and labels.
+        attack: An `Attack` (PGD-10 at the training eps in `train.py`).
+        max_drop: Largest tolerated fall of the accuracy, in [0, 1].
+    """
+
+    def __init__(self, classifier, x, y, attack, max_drop, batch_size=256):
+        super().__init__()
+        self.classifier, self.x, self.y = classifier, x, y
+        self.attack, self.max_drop, self.batch_size = attack, float(max_drop), batch_size
+        self._reset()
+
+    def _reset(self):
+        self.best, self.best_epoch, self.stopped_epoch = -math.inf, None, None
+        self._best_weights = None
+
+    def on_train_begin(self, logs=None):
+        self._reset()
+
+    def on_epoch_end(self, epoch, logs=None):
+        import numpy as np
+
+        from atalp_keras.attacks.batching import predict_classes
+
+        x_adv = self.attack.perturb(self.classifier, self.x, self.y, self.batch_size)
+        accuracy = float(np.mean(predict_classes(self.classifier, x_adv, self.batch_size)
+                                 == self.y))
+        if logs is not None:
+            logs["guard_pgd_accuracy"] = accuracy
+        if accuracy > self.best:
+            self.best, self.best_epoch = accuracy, epoch + 1
+            self._best_weights = self.model.get_weights()
+        elif self.best - accuracy > self.max_drop:
+            self.model.set_weights(self._best_weights)
+            self.model.stop_training = True
+            self.stopped_epoch = epoch + 1
+            logging.warning(
+                "Overfit guard: PGD accuracy on %d training images fell from %.3f (epoch "
+                "%d) to %.3f (epoch %d), more than %.2f: catastrophic overfitting. "
+                "Training stops here with the weights of epoch %d.", len(self.y), self.best,
+                self.best_epoch, accuracy, epoch + 1, self.max_drop, self.best_epoch)
+
+    def summary(self):
+        """What the run's record says about the guard."""
+        return {"max_drop": self.max_drop, "examples": int(len(self.y)),
+                "attack": artifacts.to_python(self.attack.describe()),
+                "stopped_at_epoch": self.stopped_epoch,
+                "weights_of_epoch": self.best_epoch if self.stopped_epoch else None,
+                "best_accuracy": None if self.best_epoch is None else self.best}
 
 
 def make_callbacks(run_dir, monitor, learning_rate, is_chief):

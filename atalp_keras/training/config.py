@@ -138,6 +138,14 @@ class TrainConfig:
         "step). --noclean_metrics is the fastest setting: the history then "
         "has clean accuracy from validation only. Other presets get both "
         "from their training pass for free; for them it changes nothing.")
+    overfit_guard_drop: float = setting(
+        0.0, "Early stop against catastrophic overfitting (Wong et al. "
+        "2020; meant for --method=fast): after every epoch, PGD-10 at --eps "
+        "attacks 512 fixed training images; when their accuracy falls more "
+        "than this (e.g. 0.2 = 20 points) below the best epoch's, training "
+        "stops with the best epoch's weights, and metrics.json says so. "
+        "0 = off. Not with --distribution=multi_worker.", lower_bound=0.0,
+        upper_bound=1.0)
     eval_pgd_steps: int = setting(
         methods.EVAL_PGD_STEPS, "Steps of the PGD attack (at --eps, "
         "--step_size) that measures test adv_accuracy after every epoch and "
@@ -370,6 +378,11 @@ def _check_outputs_and_devices(c):
             "`devices` applies to distribution 'one_device' or 'mirrored'. "
             f"Received: distribution={c.distribution!r}, "
             f"devices={c.devices!r}")
+    if c.overfit_guard_drop > 0 and c.distribution == "multi_worker":
+        raise UsageError(
+            "overfit_guard_drop runs on one machine only (each worker would "
+            "decide alone when to stop). Received: overfit_guard_drop="
+            f"{c.overfit_guard_drop!r}, distribution='multi_worker'")
     if c.distribution == "one_device" and len(c.devices) > 1:
         raise UsageError(f"distribution='one_device' takes one device. "
                          f"Received: devices={c.devices!r}")

@@ -19,12 +19,12 @@ import time
 import keras
 from absl import logging
 
-from atalp_keras import artifacts, methods
+from atalp_keras import artifacts, data, methods
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.errors import UsageError
 from atalp_keras.model import ATALPModel
 from atalp_keras.training import optim, run_folder, run_lock
-from atalp_keras.training.callbacks import make_callbacks
+from atalp_keras.training.callbacks import OverfitGuard, make_callbacks
 from atalp_keras.training.classifier import build_classifier
 from atalp_keras.training.distribute import adapt_to_multi_worker, make_cluster
 from atalp_keras.training.exporting import (check_export_target,
@@ -178,6 +178,9 @@ def _fit(config, parts, pipes, cluster, run_dir, rate):
         else "val_accuracy"
     callbacks, run_log, tensorboard_note = make_callbacks(
         run_dir.path, monitor, rate, cluster.is_chief)
+    guard = _overfit_guard(config, parts, pipes)
+    if guard is not None:
+        callbacks.insert(0, guard)  # before RunLog: see OverfitGuard
     fit_started = time.time()
     with cluster.strategy.scope():
         parts.model.fit(pipes.train, epochs=config.epochs,
@@ -189,7 +192,31 @@ def _fit(config, parts, pipes, cluster, run_dir, rate):
         test_logs = parts.model.evaluate(pipes.test, return_dict=True,
                                          verbose=config.verbose)
     return dict(run_log=run_log, tensorboard_note=tensorboard_note,
-                fit_seconds=fit_seconds, test_logs=test_logs)
+                fit_seconds=fit_seconds, test_logs=test_logs,
+                guard=guard.summary() if guard is not None else None)
+
+
+GUARD_EXAMPLES = 512
+GUARD_PGD_STEPS = 10
+
+
+def _overfit_guard(config, parts, pipes):
+    """The `OverfitGuard` of ``config`` (None when it is off): PGD-10 at the
+    training eps on a fixed subset of the training images (seeded by
+    data_seed, so every seed's run watches the same images)."""
+    if not config.overfit_guard_drop:
+        return None
+    import numpy as np
+
+    info = pipes.info
+    train, size = data.take_subset(info.train, config.max_train_examples, info.num_train,
+                                   config.data_seed)
+    subset, count = data.take_subset(train, GUARD_EXAMPLES, size, config.data_seed + 2)
+    x, y = next(iter(data.make_pipeline(subset, count, cache=False)))
+    attack = PGDAttack(config.eps, step_size=2.5 * config.eps / GUARD_PGD_STEPS,
+                       num_steps=GUARD_PGD_STEPS, seed=config.seed + 2)
+    return OverfitGuard(parts.classifier, np.asarray(x), np.asarray(y).astype("int32"),
+                        attack, config.overfit_guard_drop)
 
 
 def _describe(attack):
@@ -226,6 +253,8 @@ def _result(config, commit, cluster, pipes, parts, fitted):
             "epochs_completed": len(run_log.rows),
             "resumed_from_epoch": run_log.resumed_from_epoch,
             "fit_seconds": round(fitted["fit_seconds"], 2),
+            # The early stop against catastrophic overfitting (None: off).
+            "overfit_guard": fitted["guard"],
         },
         "history": run_log.rows,
         # What the history's val_* numbers were measured on.
