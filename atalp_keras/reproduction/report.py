@@ -33,7 +33,9 @@ def aggregate(values_by_model, methods, n):
     table = {}
     for method in methods:
         per_seed = [v for m, v in values_by_model if m == method]
-        keys = set().union(*per_seed) if per_seed else set()
+        # First-seen order, not a set's: summary.json then reads the same
+        # from one invocation to the next (a set's order follows str hashing).
+        keys = dict.fromkeys(key for values in per_seed for key in values)
         table[method] = {key: Stat([v[key] for v in per_seed if key in v], n) for key in keys}
     return table
 
@@ -264,7 +266,14 @@ def longer_section(s, main, longer):
             text += (f"published clean {p['clean']:.1f}%: "
                      + (f"{gap:.1f} points short after {row['epochs']} epochs"
                         if gap > 0 else f"reached ({-gap:.1f} points above)") + "; ")
-        curve = [f"{100 * v:.1f}" for v in row["test_curve"] if v is not None]
+        values = [v for v in row["test_curve"] if v is not None]
+        if p and _clean_key(long, eps) in long and gap > 0 and len(values) >= 3:
+            moved = 100 * (values[-1] - values[-3])
+            text += f"over its last three epochs the clean test accuracy moved {moved:+.1f} points"
+            text += ("; " if abs(moved) >= 0.5 else
+                     " (level: the schedule had run its course), so a wider backbone or a "
+                     "schedule longer still are what is left to try; ")
+        curve = [f"{100 * v:.1f}" for v in values]
         if curve:
             text += "clean test accuracy after each epoch: " + ", ".join(curve) + "."
         lines.append(text.rstrip("; "))

@@ -334,4 +334,13 @@ def test_the_longer_section_against_a_hand_computed_case():
     assert "AutoAttack 76.3% after 5 epochs, 77.0% after 15 (+0.7 points, within" in text
     assert "published clean 88.5%: 1.1 points short after 15 epochs" in text
     assert text.rstrip().endswith("clean test accuracy after each epoch: 80.1, 87.4.")
+    assert "last three epochs" not in text  # two epochs of curve: nothing to say
+    # A level end of the curve (87.3 -> 87.4 over the last three epochs) says so.
+    longer[0]["test_curve"] = [0.801, 0.873, 0.870, 0.874]
+    assert ("over its last three epochs the clean test accuracy moved +0.1 points (level: "
+            "the schedule had run its course)") in report.longer_section(s, main, longer)
+    # A curve still rising by 2 points does not.
+    longer[0]["test_curve"] = [0.801, 0.854, 0.860, 0.874]
+    rising = report.longer_section(s, main, longer)
+    assert "moved +2.0 points; clean test accuracy" in rising and "(level)" not in rising
     assert report.longer_section(s, main, []) == ""
