@@ -119,8 +119,7 @@ def audit_section(runs):
     lines = []
     for run in runs:
         audits = list(run.get("audits", {}).items()) + [
-            (f"{row['method']}_epochs{row['epochs']}_seed{row['seed']}", row["audit"])
-            for row in run.get("longer", ()) if row.get("audit")]
+            (row["name"], row["audit"]) for row in run.get("longer", ()) if row.get("audit")]
         for name, checks in audits:
             flagged = [c for c in checks if c["status"] in ("WARN", "FAIL")]
             verdict = "; ".join(f"{c['status']} {c['check']}: {c['detail']}"

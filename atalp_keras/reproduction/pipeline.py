@@ -90,7 +90,7 @@ def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, 
 def longer_study(s, info, test, full, chosen, ledger):
     """The --longer_epochs models: the first seed of each --longer_methods
     trained for more epochs, evaluated like a main model at the training eps
-    (without transfer sources). Returns ``[{method, seed, epochs, values,
+    (without transfer sources). Returns ``[{name, method, seed, epochs, values,
     test_curve, audit}]`` (empty without --longer_epochs or under --train_only;
     ``audit`` is None when the evaluation ran none)."""
     x, y = test
@@ -108,7 +108,8 @@ def longer_study(s, info, test, full, chosen, ledger):
                  "seed": seed, "dir": model_dir, "eps": s.eps, "out": s.out_for(s.eps),
                  "eval_eps": (s.eps,), "curve_eps": ()}
         result = evaluate.evaluate_main(s, entry, x, y, {}, info, ledger, full)
-        rows.append({"method": method, "seed": seed, "epochs": s.longer_epochs,
+        rows.append({"name": entry["name"], "method": method, "seed": seed,
+                     "epochs": s.longer_epochs,
                      "n_all": len(full[1]) if full is not None else len(y),
                      "values": evaluate.per_model_values(result, (s.eps,)),
                      "audit": result["parts"].get("audit", {}).get("value"),

@@ -261,13 +261,14 @@ def longer_section(s, main, longer):
                          f"{_pct(long[key])}% after {row['epochs']} ({points(a, b)}, "
                          f"{verdict} the test-sample noise at n={n}); ")
         p = published.get(row["method"])
+        values = [v for v in row["test_curve"] if v is not None]
+        gap = None
         if p and _clean_key(long, eps) in long:
             gap = p["clean"] - 100 * long[_clean_key(long, eps)]
             text += (f"published clean {p['clean']:.1f}%: "
                      + (f"{gap:.1f} points short after {row['epochs']} epochs"
                         if gap > 0 else f"reached ({-gap:.1f} points above)") + "; ")
-        values = [v for v in row["test_curve"] if v is not None]
-        if p and _clean_key(long, eps) in long and gap > 0 and len(values) >= 3:
+        if gap is not None and gap > 0 and len(values) >= 3:
             moved = 100 * (values[-1] - values[-3])
             text += f"over its last three epochs the clean test accuracy moved {moved:+.1f} points"
             text += ("; " if abs(moved) >= 0.5 else

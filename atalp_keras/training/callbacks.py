@@ -8,9 +8,11 @@ import os
 import time
 
 import keras
+import numpy as np
 from absl import logging
 
 from atalp_keras import artifacts
+from atalp_keras.attacks.batching import predict_classes
 from atalp_keras.training.optim import last_step_rate
 
 
@@ -121,10 +123,6 @@ class OverfitGuard(keras.callbacks.Callback):
         self._reset()
 
     def on_epoch_end(self, epoch, logs=None):
-        import numpy as np
-
-        from atalp_keras.attacks.batching import predict_classes
-
         x_adv = self.attack.perturb(self.classifier, self.x, self.y, self.batch_size)
         accuracy = float(np.mean(predict_classes(self.classifier, x_adv, self.batch_size)
                                  == self.y))

@@ -17,6 +17,7 @@ import dataclasses
 import time
 
 import keras
+import numpy as np
 from absl import logging
 
 from atalp_keras import artifacts, data, methods
@@ -206,15 +207,11 @@ def _overfit_guard(config, parts, pipes):
     data_seed, so every seed's run watches the same images)."""
     if not config.overfit_guard_drop:
         return None
-    import numpy as np
-
-    info = pipes.info
-    train, size = data.take_subset(info.train, config.max_train_examples, info.num_train,
-                                   config.data_seed)
-    subset, count = data.take_subset(train, GUARD_EXAMPLES, size, config.data_seed + 2)
+    subset, count = data.take_subset(pipes.train_examples, GUARD_EXAMPLES, pipes.num_train,
+                                     config.data_seed + 2)
     x, y = next(iter(data.make_pipeline(subset, count, cache=False)))
-    attack = PGDAttack(config.eps, step_size=2.5 * config.eps / GUARD_PGD_STEPS,
-                       num_steps=GUARD_PGD_STEPS, seed=config.seed + 2)
+    # PGD's default step, 2.5 * eps / steps.
+    attack = PGDAttack(config.eps, num_steps=GUARD_PGD_STEPS, seed=config.seed + 2)
     return OverfitGuard(parts.classifier, np.asarray(x), np.asarray(y).astype("int32"),
                         attack, config.overfit_guard_drop)
 

@@ -28,6 +28,9 @@ class Pipelines:
     validation: tf.data.Dataset = None
     num_val: int = 0
     num_val_adv: int = 0
+    # The unbatched training examples `train` draws from (the
+    # --max_train_examples subset): what the overfit guard samples.
+    train_examples: tf.data.Dataset = None
 
 
 def load_data(config):
@@ -74,7 +77,7 @@ def make_pipelines(config, info, replicas):
     if validation is None:
         validation = (test, num_eval, num_eval if config.eval_pgd_steps else 0)
     return Pipelines(info, train, test, num_train, num_test, num_eval,
-                     steps_per_epoch, *validation)
+                     steps_per_epoch, *validation, train_examples=train_data)
 
 
 def _validation(config, test_data, num_test, batch, drop):
