@@ -1,13 +1,25 @@
 """Train-step speed at 28x28: the package's `pat` / `at_alp` against a hand-written
 PGD-AT step, with and without XLA, in one process, round-robin (issue 11).
 
-Tiny ResNet (widths 8,16,16,32), batch 128, PGD-7 at eps 0.1 (step 0.025), random
-images of shape (N, 28, 28, 1). Each round runs every variant for --steps steps
-(one `fit` epoch over a prepared tf.data set; the reference loops over the same
-batches); img/s is the median over rounds after one warm-up round.
+Tiny ResNet (widths 8,16,16,32) or the Fashion-MNIST backbone, batch 128, PGD-7
+at eps 0.1 (step 0.025), random images of shape (N, 28, 28, 1). Each round runs
+every variant for --steps steps (one `fit` epoch over a prepared tf.data set;
+the reference loops over the same batches), after one warm-up round.
+
+Ratios are paired: each round divides a variant's time by its baseline's time
+in that same round, and the table gives the median of those per-round ratios
+with a 95% bootstrap interval. On a VM whose speed drifts between rounds this
+resolves a comparison far better than ratios of separately taken medians.
+
+Variant names: ``ref`` (the hand-written loop) or a preset (``pat``, ``at_alp``,
+``alp``, ``fast``, ``trades``), then optional suffixes: ``_nc``
+(``clean_metrics=False``), ``_kbn`` (the backbone built with Keras'
+BatchNormalization instead of the fused kernel), ``_xla`` or ``_bf16``
+(mixed_bfloat16). ``ref_kbn`` and ``ref_xla`` exist for the reference.
 
     KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=. \
-        python bench/step_28x28.py --rounds 3 --steps 8
+        python bench/step_28x28.py --model fmnist --rounds 15 --steps 8 \
+        --variants ref,pat,pat_nc,at_alp,ref_kbn,pat_kbn,at_alp_kbn
 """
 
 import argparse
@@ -27,6 +39,7 @@ import atalp_keras as ak  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from speedlib.reference import reference_pgd_step  # noqa: E402  (the bench's one hand-written loop)
+from speedlib.timing import paired_ratio  # noqa: E402
 
 EPS, STEP, PGD_STEPS, BATCH, WIDTHS = 0.1, 0.025, 7, 128, (8, 16, 16, 32)
 
@@ -34,18 +47,19 @@ EPS, STEP, PGD_STEPS, BATCH, WIDTHS = 0.1, 0.025, 7, 128, (8, 16, 16, 32)
 MODEL = "tiny"
 
 
-def classifier(seed=0):
+def classifier(seed=0, fused_bn=True):
     keras.utils.set_random_seed(seed)
     if MODEL == "fmnist":
         from atalp_keras.backbones.registry import build_backbone
-        return build_backbone("fmnist", (28, 28, 1), 10)
-    return ak.tiny_resnet((28, 28, 1), 10, widths=WIDTHS)
+        return build_backbone("fmnist", (28, 28, 1), 10, fused_bn=fused_bn)
+    return ak.tiny_resnet((28, 28, 1), 10, widths=WIDTHS, fused_bn=fused_bn)
 
 
-def reference(jit_compile):
+def reference(jit_compile, fused_bn=True):
     """Madry PGD-7 AT in one tf.function: random start, 7 signed steps, one update."""
-    step = reference_pgd_step(classifier(), keras.optimizers.SGD(0.05, momentum=0.9), EPS,
-                              STEP, PGD_STEPS, jit_compile=jit_compile, seed=0)
+    step = reference_pgd_step(classifier(fused_bn=fused_bn),
+                              keras.optimizers.SGD(0.05, momentum=0.9), EPS, STEP, PGD_STEPS,
+                              jit_compile=jit_compile, seed=0)
 
     def run(ds):
         for x, y in ds:
@@ -54,11 +68,11 @@ def reference(jit_compile):
     return run
 
 
-def package(method, jit_compile, policy=None, clean_metrics=True):
+def package(method, jit_compile=False, policy=None, clean_metrics=True, fused_bn=True):
     if policy:  # the layers built now compute in `policy` (float32 logits)
         keras.mixed_precision.set_global_policy(policy)
     try:
-        model = ak.ATALPModel(classifier())
+        model = ak.ATALPModel(classifier(fused_bn=fused_bn))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), method=method,
@@ -70,14 +84,34 @@ def package(method, jit_compile, policy=None, clean_metrics=True):
     return run
 
 
+def builder(name):
+    """The run function of variant ``name`` (see the module docstring)."""
+    base, *suffixes = name.split("_")
+    if base == "at":  # at_alp
+        base, suffixes = "at_alp", suffixes[1:]
+    unknown = set(suffixes) - {"nc", "kbn", "xla", "bf16"}
+    if unknown or base not in ("ref", "pat", "at_alp", "alp", "fast", "trades") \
+            or (base == "ref" and set(suffixes) - {"kbn", "xla"}):
+        raise SystemExit(f"Unknown variant {name!r}; see --help.")
+    options = dict(jit_compile="xla" in suffixes, fused_bn="kbn" not in suffixes)
+    if base == "ref":
+        return reference(**options)
+    return package(base, policy="mixed_bfloat16" if "bf16" in suffixes else None,
+                   clean_metrics="nc" not in suffixes, **options)
+
+
+def baseline(name):
+    """The reference a variant is compared with: same BatchNorm, same XLA."""
+    suffixes = [s for s in ("kbn", "xla") if f"_{s}" in name]
+    return "_".join(["ref"] + suffixes)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--variants", default="ref,ref_xla,pat,pat_xla,at_alp,at_alp_xla",
-                        help="comma-separated: ref, ref_xla and <method>[_xla|_bf16] for "
-                             "pat, at_alp, alp, fast, trades (_bf16: mixed_bfloat16; _nc: "
-                             "clean_metrics=False, no clean-accuracy forward)")
+                        help="comma-separated variant names (module docstring)")
     parser.add_argument("--model", choices=("tiny", "fmnist"), default="tiny",
                         help="tiny ResNet (widths 8,16,16,32) or the Fashion-MNIST backbone")
     args = parser.parse_args()
@@ -88,14 +122,8 @@ def main():
     x = rng.uniform(size=(n, 28, 28, 1)).astype("float32")
     y = rng.integers(0, 10, size=n).astype("int32")
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).cache()
-    builders = {"ref": lambda: reference(False), "ref_xla": lambda: reference(True)}
-    for method in ("pat", "at_alp", "alp", "fast", "trades"):
-        builders[method] = lambda m=method: package(m, False)
-        builders[method + "_xla"] = lambda m=method: package(m, True)
-        builders[method + "_bf16"] = lambda m=method: package(m, False, "mixed_bfloat16")
-        builders[method + "_nc"] = lambda m=method: package(m, False, clean_metrics=False)
     names = args.variants.split(",")
-    runs = {name: builders[name]() for name in names}
+    runs = {name: builder(name) for name in names}
     times = {name: [] for name in names}
     cpu = {name: [] for name in names}  # this process's CPU seconds: steadier under load
     for round_ in range(args.rounds + 1):  # round 0 warms up (traces, compiles)
@@ -105,18 +133,23 @@ def main():
             if round_:
                 times[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
-    ref = {False: "ref", True: "ref_xla"}
-    print(f"{'variant':12s} {'img/s':>8s} {'vs ref':>7s} {'cpu s':>7s} {'cpu vs ref':>10s}   "
-          f"({args.model}; median of {args.rounds} rounds x {args.steps} steps of {BATCH})")
-    for name in names:
+    print(f"{args.model}; {args.rounds} rounds x {args.steps} steps of {BATCH} images; "
+          "time ratios are medians of per-round ratios [95% bootstrap interval]")
+    print(f"{'variant':12s} {'img/s':>7s} {'cpu s':>6s}  {'time / baseline (wall)':>24s}  "
+          f"{'time / baseline (cpu)':>24s}  baseline")
+    pairs = [(name, baseline(name)) for name in names]
+    # at_alp against pat with the same suffixes (the issue's second target).
+    pairs += [(name, "pat" + name[len("at_alp"):]) for name in names
+              if name.startswith("at_alp") and "pat" + name[len("at_alp"):] in times]
+    for name, base in pairs:
+        def ratio(series):
+            if base not in series or base == name:
+                return f"{'-':>24s}"
+            median, low, high = paired_ratio(series[name], series[base])
+            return f"{median:6.3f} [{low:5.3f}, {high:5.3f}]".rjust(24)
         speed = n / statistics.median(times[name])
-        base = ref[name.endswith("_xla")]
-        ratio = (f"{speed / (n / statistics.median(times[base])):6.2f}x"
-                 if base in times else "   -")
-        used = statistics.median(cpu[name])
-        cpu_ratio = (f"{statistics.median(cpu[base]) / used:9.2f}x"
-                     if base in cpu else "        -")
-        print(f"{name:12s} {speed:8.0f} {ratio} {used:7.2f} {cpu_ratio}")
+        print(f"{name:12s} {speed:7.0f} {statistics.median(cpu[name]):6.2f}  "
+              f"{ratio(times)}  {ratio(cpu)}  {base}")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,15 @@ Built-in architectures are registered by name (`names`, `build_backbone`,
 from atalp_keras.backbones.applications import application_resnet
 from atalp_keras.backbones.cnn import simple_cnn
 from atalp_keras.backbones.layers import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_CAFFE_MEAN_BGR,
-                                          PixelNormalization)
+                                          FusedBatchNormalization, PixelNormalization)
 from atalp_keras.backbones.registry import (backbone_options, build_backbone, describe, names,
                                             stage_layer_names)
 from atalp_keras.backbones.resnet import (basic_block, basic_resnet, cifar_resnet,
                                           fmnist_resnet, tiny_resnet)
 
 __all__ = [
-    "CIFAR10_MEAN", "CIFAR10_STD", "IMAGENET_CAFFE_MEAN_BGR", "PixelNormalization",
+    "CIFAR10_MEAN", "CIFAR10_STD", "FusedBatchNormalization", "IMAGENET_CAFFE_MEAN_BGR",
+    "PixelNormalization",
     "application_resnet", "backbone_options", "basic_block", "basic_resnet",
     "build_backbone", "cifar_resnet", "describe", "fmnist_resnet", "names", "simple_cnn",
     "stage_layer_names", "tiny_resnet",

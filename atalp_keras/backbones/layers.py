@@ -44,3 +44,54 @@ class PixelNormalization(layers.Layer):
             "scale": self.scale,
             "reverse_channels": self.reverse_channels,
         }
+
+
+@keras.saving.register_keras_serializable(package="atalp_keras")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` computed by TensorFlow's fused kernel.
+
+    Keras 3 builds batch normalisation from separate ops (moments, then scale
+    and shift), each one pass over the activations, forward and backward. On
+    this project's CPUs that made a training pass of the 28x28 ResNet cost 1.4x
+    what the fused kernel (``FusedBatchNormV3``, the kernel Keras 2 used)
+    costs, and the attack's inference passes a few percent more
+    (docs/benchmarks.md). The weights, their names, the moving-average update
+    and the output are Keras' (to float rounding), so weights move freely
+    between the two layers.
+
+    Where the fused kernel does not apply (inputs not of rank 4 with channels
+    last, a mask, ``synchronized=True``, ``renorm=True``) the layer runs Keras'
+    own computation.
+    """
+
+    def _fusable(self, inputs, mask):
+        axis = self.axis if self.axis >= 0 else self.axis + len(inputs.shape)
+        return (len(inputs.shape) == 4 and axis == 3 and mask is None and self.scale
+                and self.center and not self.synchronized and not self.renorm
+                and keras.backend.backend() == "tensorflow")
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # the fused kernel is TensorFlow's own op
+
+        # Like Keras: statistics in float32 whatever the compute dtype.
+        x = ops.cast(inputs, "float32")
+        gamma, beta = ops.cast(self.gamma, "float32"), ops.cast(self.beta, "float32")
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, epsilon=self.epsilon, is_training=True)[:3]
+            # The kernel returns the unbiased (n - 1) variance for the moving
+            # average; Keras averages the biased one it normalises with.
+            count = ops.cast(ops.size(x) // ops.shape(x)[-1], "float32")
+            variance = variance * (count - 1.0) / count
+            self.moving_mean.assign(
+                self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            y = tf.compat.v1.nn.fused_batch_norm(
+                x, gamma, beta, mean=ops.cast(self.moving_mean, "float32"),
+                variance=ops.cast(self.moving_variance, "float32"),
+                epsilon=self.epsilon, is_training=False)[0]
+        return ops.cast(y, self.compute_dtype)

@@ -21,7 +21,7 @@ class _Entry:
     description: str
 
 
-_RESNET_OPTIONS = ("synchronized_bn", "weight_decay")
+_RESNET_OPTIONS = ("synchronized_bn", "weight_decay", "fused_bn")
 _REGISTRY = {
     "tiny": _Entry(
         lambda shape, n, **o: tiny_resnet(shape, n, **o), ("widths",) + _RESNET_OPTIONS,

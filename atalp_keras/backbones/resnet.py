@@ -7,14 +7,18 @@ The last block of stage ``s`` is named ``conv{s}_block{n}_out`` like
 import keras
 from keras import layers
 
-from atalp_keras.backbones.layers import CIFAR10_MEAN, CIFAR10_STD, PixelNormalization
+from atalp_keras.backbones.layers import (CIFAR10_MEAN, CIFAR10_STD, FusedBatchNormalization,
+                                          PixelNormalization)
 
 
 def _conv_bn_relu(x, filters, kernel, stride, name, weight_decay, bn_kwargs, relu=True):
     reg = keras.regularizers.L2(weight_decay) if weight_decay else None
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
                       kernel_regularizer=reg, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn", **bn_kwargs)(x)
+    bn_kwargs = dict(bn_kwargs)
+    batch_norm = FusedBatchNormalization if bn_kwargs.pop("fused", True) \
+        else layers.BatchNormalization
+    x = batch_norm(name=f"{name}_bn", **bn_kwargs)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 
@@ -33,7 +37,7 @@ def basic_block(x, filters, stride, name, weight_decay=0.0, bn_kwargs=None):
 
 def basic_resnet(input_shape, num_classes, blocks_per_stage, widths, strides,
                  stem_width, mean=0.0, std=1.0, weight_decay=0.0,
-                 synchronized_bn=False, bn_momentum=0.99, name="resnet"):
+                 synchronized_bn=False, bn_momentum=0.99, fused_bn=True, name="resnet"):
     """A ResNet of basic blocks with a 3x3 stem and no max-pool (CIFAR style).
 
     Args:
@@ -48,6 +52,10 @@ def basic_resnet(input_shape, num_classes, blocks_per_stage, widths, strides,
         synchronized_bn: Use ``BatchNormalization(synchronized=True)`` so that
             under a distribution strategy the statistics cover the global batch.
         bn_momentum: Momentum of the BatchNorm moving statistics.
+        fused_bn: Compute BatchNorm with TensorFlow's fused kernel
+            (`FusedBatchNormalization`, the same weights and values as
+            ``keras.layers.BatchNormalization``, faster); False uses Keras'
+            layer.
         name: Model name.
     """
     if not (len(blocks_per_stage) == len(widths) == len(strides)):
@@ -55,7 +63,7 @@ def basic_resnet(input_shape, num_classes, blocks_per_stage, widths, strides,
             "blocks_per_stage, widths and strides need one entry per stage. Received: "
             f"{blocks_per_stage}, {widths}, {strides}"
         )
-    bn_kwargs = {"momentum": bn_momentum}
+    bn_kwargs = {"momentum": bn_momentum, "fused": bool(fused_bn)}
     if synchronized_bn:
         bn_kwargs["synchronized"] = True
     inputs = keras.Input(shape=tuple(input_shape), name="images")

@@ -110,3 +110,27 @@ def warmup_epochs(row):
     the full batch, then the smaller one under a relaxed (None-batch) trace,
     and epoch 2 compiles the full batch again under that relaxed trace."""
     return 2 if row.get("jit") in ("step", "attack") else 1
+
+
+def paired_ratio(times, base_times, confidence=0.95, resamples=2000, seed=0):
+    """Median over rounds of ``times[i] / base_times[i]`` with a bootstrap interval.
+
+    Both lists come from the same round-robin rounds, so each ratio compares two
+    variants under the same load; the spread of these ratios, not of the raw
+    times, says how well the comparison is resolved.
+
+    Returns:
+        ``(median, low, high)``: the median ratio and the percentile bootstrap
+        interval of that median at ``confidence``.
+    """
+    import numpy as np
+
+    if len(times) != len(base_times) or not times:
+        raise ValueError("paired_ratio needs two equally long, non-empty lists of times "
+                         f"from the same rounds. Received: {len(times)} and {len(base_times)}")
+    ratios = np.asarray(times, float) / np.asarray(base_times, float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, size=(resamples, ratios.size)), axis=1)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(medians, [tail, 100.0 - tail])
+    return float(np.median(ratios)), float(low), float(high)

@@ -72,3 +72,22 @@ def test_epoch_summary_drops_warmup():
     assert summary["epoch_seconds"] == 3.0
     assert summary["images_per_second"] == pytest.approx(100.0)
     assert timing.warmup_epochs({"jit": "step"}) == 2 and timing.warmup_epochs({}) == 1
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    # Round ratios 2/1, 6/2, 4/4 = 2, 3, 1: median 2, whatever the raw times' spread.
+    median, low, high = timing.paired_ratio([2.0, 6.0, 4.0], [1.0, 2.0, 4.0])
+    assert median == 2.0
+    assert 1.0 <= low <= median <= high <= 3.0
+
+
+def test_paired_ratio_interval_narrows_with_steady_ratios():
+    steady = timing.paired_ratio([1.1 * t for t in range(1, 30)], list(range(1, 30)))
+    assert steady == pytest.approx((1.1, 1.1, 1.1))
+    noisy = timing.paired_ratio([1.0, 1.3, 0.8, 1.2, 0.9, 1.1], [1.0] * 6)
+    assert noisy[1] < 1.0 < noisy[2]
+
+
+def test_paired_ratio_refuses_unpaired_lists():
+    with pytest.raises(ValueError, match="Received: 2 and 3"):
+        timing.paired_ratio([1.0, 2.0], [1.0, 2.0, 3.0])
