@@ -16,6 +16,7 @@ _PUBLIC = {
     "TRADESAttack": "atalp_keras.attacks",
     "get_attack": "atalp_keras.attacks",
     "unrolled_steps": "atalp_keras.attacks",
+    "attack_folding": "atalp_keras.folding",
     "attention_map": "atalp_keras.attention",
     "attention_pairing_loss": "atalp_keras.attention",
     "application_resnet": "atalp_keras.backbones",

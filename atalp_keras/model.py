@@ -19,6 +19,7 @@ from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras.errors import UsageError
 from atalp_keras.features import (check_functional, check_logits_output, detect_stage_layers,
                                   feature_model_for, resolve_stage_layers)
+from atalp_keras.folding import attack_view
 # The key of an evaluation batch's attack mask (batch_checks.ATTACK_MASK).
 ATTACK_MASK = batch_checks.ATTACK_MASK
 # The logs weighted like the adversarial examples ("loss" is the adversarial CE
@@ -63,6 +64,9 @@ class ATALPModel(keras.Model):
         self.stage_layers = resolve_stage_layers(classifier, stage_layers)
         self.feature_model = feature_model_for(classifier, self.stage_layers) \
             if self.stage_layers else None
+        # Built now, outside any trace: the folded view the attacks call
+        # (folding.attack_view), kept while the classifier lives.
+        attack_view(classifier)
         self.num_classes = int(classifier.outputs[0].shape[-1])
         self.image_shape = tuple(classifier.inputs[0].shape[1:])
         self.validate_inputs = bool(validate_inputs)
