@@ -13,8 +13,6 @@ rounding. Only what an attack calls is folded: training passes, which need the
 batch statistics, use the classifier itself.
 """
 
-import contextlib
-import threading
 import weakref
 
 import keras
@@ -22,10 +20,12 @@ import tensorflow as tf
 from keras import layers, ops
 from keras.src.models.functional import Functional
 
+from atalp_keras.trace_switch import TraceSwitch
+
 # classifier -> its folded view, for as long as the classifier lives.
 _VIEWS = weakref.WeakKeyDictionary()
 # Whether attacks traced now call the folded view (on unless turned off).
-_ENABLED = threading.local()
+_FOLD = TraceSwitch(True)
 
 
 class FoldedConvBatchNorm(layers.Layer):
@@ -123,7 +123,6 @@ def fold_batchnorm(classifier):
     return Functional(inputs, outputs, name=f"{classifier.name}_folded")
 
 
-@contextlib.contextmanager
 def attack_folding(enabled):
     """Attacks traced inside call the folded view (``enabled``, the default)
     or the classifier as it is (for comparisons and benchmarks).
@@ -132,12 +131,7 @@ def attack_folding(enabled):
         >>> with atalp_keras.folding.attack_folding(False):
         ...     model.fit(x, y)  # the attack in train_step calls the unfolded model
     """
-    previous = getattr(_ENABLED, "value", True)
-    _ENABLED.value = bool(enabled)
-    try:
-        yield
-    finally:
-        _ENABLED.value = previous
+    return _FOLD.scope(enabled)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -147,7 +141,7 @@ def attack_view(model):
     not a functional Keras model (a Sequential, a subclass, a SavedModel
     wrapper), has nothing to fold, or folding is turned off
     (`attack_folding`)."""
-    if type(model) is not Functional or not getattr(_ENABLED, "value", True):
+    if type(model) is not Functional or not _FOLD.enabled():
         return model
     if model not in _VIEWS:
         with tf.init_scope():  # built eagerly, also when first asked inside a trace

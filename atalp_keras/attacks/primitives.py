@@ -6,9 +6,7 @@ Conventions (see METHOD.md): pixels live in ``[0, 1]``, ``eps``/``step_size``
 are on the same scale, ``model(x, training=False)`` returns logits.
 """
 
-import contextlib
 import math
-import threading
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +14,7 @@ from keras import ops
 
 from atalp_keras.errors import UsageError
 from atalp_keras.folding import attack_view
+from atalp_keras.trace_switch import TraceSwitch
 
 
 def check_eps(value, name="eps"):
@@ -108,10 +107,9 @@ def per_example(mask, x):
 # step function is traced once per fit. Other `perturb` calls (evaluation) loop:
 # unrolled, each short attack traces every step again (the audit's PGD-10 x 5
 # restarts traced 50 steps, most of an evaluation's time on small models).
-_UNROLL = threading.local()
+_UNROLL = TraceSwitch(False)
 
 
-@contextlib.contextmanager
 def unrolled_steps(enabled):
     """Attacks traced inside unroll (``enabled``) or loop their steps.
 
@@ -122,14 +120,9 @@ def unrolled_steps(enabled):
         ...     with atalp_keras.unrolled_steps(True):
         ...         return attack(classifier, x, y)
     """
-    previous = getattr(_UNROLL, "enabled", False)
-    _UNROLL.enabled = bool(enabled)
-    try:
-        yield
-    finally:
-        _UNROLL.enabled = previous
+    return _UNROLL.scope(enabled)
 
 
 def unrolling_steps():
     """True inside ``unrolled_steps(True)``."""
-    return getattr(_UNROLL, "enabled", False)
+    return _UNROLL.enabled()
