@@ -20,7 +20,11 @@ import tensorflow as tf
 from keras import layers, ops
 from keras.src.models.functional import Functional
 
+from atalp_keras.backbones.layers import FusedBatchNormalization
 from atalp_keras.trace_switch import TraceSwitch
+
+# The BatchNorm layers whose inference-mode function the fold reproduces.
+_BATCH_NORMS = (layers.BatchNormalization, FusedBatchNormalization)
 
 # classifier -> its folded view, for as long as the classifier lives.
 _VIEWS = weakref.WeakKeyDictionary()
@@ -50,17 +54,19 @@ class FoldedConvBatchNorm(layers.Layer):
         shift = beta + (bias - ops.cast(bn.moving_mean, "float32")) * scale
         kernel = ops.cast(ops.cast(self.conv.kernel, "float32") * scale, self.compute_dtype)
         outputs = self.conv.convolution_op(ops.cast(inputs, self.compute_dtype), kernel)
-        return outputs + ops.cast(shift, self.compute_dtype)
+        # In the BatchNorm's compute dtype, as the pair's output was.
+        return ops.cast(outputs + ops.cast(shift, self.compute_dtype), bn.compute_dtype)
 
     def compute_output_spec(self, inputs):
         return self.conv.compute_output_spec(inputs)
 
 
 def _consumers(model):
-    """How many layer calls in ``model`` take each tensor (by id) as input."""
+    """How many calls in ``model``'s graph take each tensor (by id) as input:
+    layers and raw ops alike (``b + c`` is a node too), and the outputs."""
     counts = {}
-    for layer in model.layers:
-        for node in layer._inbound_nodes:
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
             for tensor in node.input_tensors:
                 counts[id(tensor)] = counts.get(id(tensor), 0) + 1
     for tensor in model.outputs:
@@ -74,7 +80,8 @@ def _foldable_pairs(model):
     consumers = _consumers(model)
     pairs = {}
     for bn in model.layers:
-        if not isinstance(bn, layers.BatchNormalization) or len(bn._inbound_nodes) != 1:
+        # Exactly these classes: a subclass may compute something else.
+        if type(bn) not in _BATCH_NORMS or len(bn._inbound_nodes) != 1:
             continue
         node = bn._inbound_nodes[0]
         if len(node.input_tensors) != 1:

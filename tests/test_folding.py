@@ -168,3 +168,39 @@ def test_the_view_does_not_keep_its_classifier_alive(with_batchnorm):
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_a_convolution_also_read_by_a_raw_op_is_not_folded():
+    # b + c reads the convolution's own output: folding the BatchNorm into the
+    # convolution would hand that op the normalised tensor instead.
+    inputs = keras.Input((6, 6, 1))
+    conv = layers.Conv2D(2, 3, padding="same")(inputs)
+    normed = layers.BatchNormalization()(conv)
+    model = keras.Model(inputs, layers.Flatten()(normed + conv))
+    _randomise_batchnorms(model)
+    assert folding.fold_batchnorm(model) is model
+
+
+def test_batchnorm_subclasses_are_not_folded():
+    class Shifted(layers.BatchNormalization):
+        def call(self, inputs, training=None, mask=None):
+            return super().call(inputs, training=training, mask=mask) + 1.0
+
+    inputs = keras.Input((6, 6, 1))
+    outputs = Shifted()(layers.Conv2D(2, 3)(inputs))
+    model = keras.Model(inputs, layers.Dense(3)(layers.Flatten()(outputs)))
+    assert folding.fold_batchnorm(model) is model
+
+
+def test_fold_keeps_the_batchnorm_output_dtype():
+    # A float16 convolution followed by a float32 BatchNorm gives float32.
+    inputs = keras.Input((6, 6, 1))
+    conv = layers.Conv2D(2, 3, padding="same", dtype="mixed_float16")(inputs)
+    outputs = layers.BatchNormalization(dtype="float32")(conv)
+    model = keras.Model(inputs, outputs)
+    _randomise_batchnorms(model)
+    view = folding.fold_batchnorm(model)
+    assert view is not model
+    x = _images(shape=(6, 6, 1))
+    assert view(x, training=False).dtype == model(x, training=False).dtype == tf.float32
+    np.testing.assert_allclose(view(x, training=False), model(x, training=False), atol=2e-2)

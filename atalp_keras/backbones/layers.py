@@ -46,6 +46,12 @@ class PixelNormalization(layers.Layer):
         }
 
 
+# What TensorFlow's fused kernel takes. Below cuDNN's minimum epsilon Keras 2
+# did not use the fused kernel either (on GPU it cannot honour the value).
+_FUSED_DTYPES = ("float16", "bfloat16", "float32")
+_FUSED_MIN_EPSILON = 1.001e-5
+
+
 @keras.saving.register_keras_serializable(package="atalp_keras")
 class FusedBatchNormalization(layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` computed by TensorFlow's fused kernel.
@@ -60,14 +66,18 @@ class FusedBatchNormalization(layers.BatchNormalization):
     between the two layers.
 
     Where the fused kernel does not apply (inputs not of rank 4 with channels
-    last, a mask, ``synchronized=True``, ``renorm=True``) the layer runs Keras'
-    own computation.
+    last, a mask, ``synchronized=True``, ``renorm=True``, variables other than
+    float32, ``epsilon`` below cuDNN's minimum of 1.001e-5) the layer runs
+    Keras' own computation.
     """
 
     def _fusable(self, inputs, mask):
         axis = self.axis if self.axis >= 0 else self.axis + len(inputs.shape)
         return (len(inputs.shape) == 4 and axis == 3 and mask is None and self.scale
                 and self.center and not self.synchronized and not self.renorm
+                and self.dtype_policy.variable_dtype == "float32"
+                and keras.backend.standardize_dtype(inputs.dtype) in _FUSED_DTYPES
+                and self.epsilon >= _FUSED_MIN_EPSILON
                 and keras.backend.backend() == "tensorflow")
 
     def call(self, inputs, training=None, mask=None):

@@ -110,3 +110,13 @@ def test_resnets_use_it_and_weights_move_to_keras_layers(tmp_path):
     loaded = keras.saving.load_model(path)
     assert any(isinstance(layer, FusedBatchNormalization) for layer in loaded.layers)
     np.testing.assert_allclose(loaded(x, training=False), fused(x, training=False), atol=1e-6)
+
+
+def test_float64_and_tiny_epsilon_run_keras_computation():
+    x = tf.constant(np.random.default_rng(5).normal(size=(2, 3, 3, 2)))
+    for kwargs in ({"dtype": "float64"}, {"epsilon": 1e-6}):
+        ours, theirs = _pair((2, 3, 3, 2), **kwargs)
+        data = tf.cast(x, ours.compute_dtype)
+        assert not ours._fusable(data, None)
+        np.testing.assert_allclose(ours(data, training=True), theirs(data, training=True),
+                                   atol=1e-6)
