@@ -18,6 +18,7 @@ milliseconds per call of B = 128 images, medians over interleaved rounds.
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -30,6 +31,9 @@ import tensorflow as tf  # noqa: E402
 from atalp_keras import ATALPModel, PGDAttack  # noqa: E402
 from atalp_keras.backbones import resnet  # noqa: E402
 from atalp_keras.folding import fold_batchnorm  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from speedlib import timing  # noqa: E402  (round-robin timing shared by the bench)
 
 BATCH = 128
 
@@ -117,17 +121,17 @@ def main():
     for kind in ("keras", "fused", "none"):
         for piece, fn in pieces(build(kind), x, y, x2, y2).items():
             fns[(kind, piece)] = fn
-    for fn in fns.values():  # traces
-        fn()
-        fn()
-    cpu = {key: [] for key in fns}
-    for _ in range(args.rounds):
-        for key, fn in fns.items():
-            start = time.process_time()
+    def repeated(fn):  # `--calls` calls, then wait for the result
+        def run():
             for _ in range(args.calls):
                 out = fn()
-            float(tf.reduce_sum(out))
-            cpu[key].append((time.process_time() - start) / args.calls * 1000.0)
+            timing.sync(out)
+        return run
+
+    seconds = timing.round_robin({key: repeated(fn) for key, fn in fns.items()},
+                                 timing.fixed_rounds(args.rounds), warmup=2,
+                                 clock=time.process_time)
+    cpu = {key: [t / args.calls * 1000.0 for t in values] for key, values in seconds.items()}
     names = list(dict.fromkeys(piece for _, piece in fns))
     print(f"CPU ms per call of {BATCH} images (2B: {2 * BATCH}), median of {args.rounds} rounds")
     print(f"{'piece':22s} {'keras BN':>9s} {'fused BN':>9s} {'no BN':>9s}")
