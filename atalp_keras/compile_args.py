@@ -9,7 +9,8 @@ from atalp_keras.attacks.base import Attack
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.errors import UsageError
 
-WEIGHT_ARGS = ("natural_weight", "adv_weight", "alp_weight", "at_weight", "trades_beta")
+WEIGHT_ARGS = ("natural_weight", "adv_weight", "alp_weight", "at_weight", "trades_beta",
+               "mart_beta")
 
 
 def resolve_weights(preset, overrides):
@@ -37,7 +38,7 @@ def resolve_attacks(preset, weights, attack, eval_attack):
             f"None or 'auto'. Received: attack={attack!r}"
         )
     adversarial = any(weights[k] > 0 for k in ("adv_weight", "alp_weight", "at_weight",
-                                               "trades_beta"))
+                                               "trades_beta", "mart_beta"))
     if adversarial and attack is None:
         raise UsageError(
             f"Method {preset.name!r} with weights {weights} uses adversarial examples, "

@@ -21,7 +21,8 @@ EVAL_PGD_STEPS = 10
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-    """Weights of ``L = w_nat CE(x) + w_adv CE(x_adv) + alp ALP + at AT (+ beta KL)``."""
+    """Weights of ``L = w_nat CE(x) + w_adv CE(x_adv) + alp ALP + at AT (+ beta KL)``
+    (+ MART's ``BCE(x_adv) + mart_beta KL(x || x_adv) (1 - p_y(x))``)."""
 
     name: str
     natural_weight: float
@@ -29,6 +30,7 @@ class Method:
     alp_weight: float = 0.0
     at_weight: float = 0.0
     trades_beta: float = 0.0
+    mart_beta: float = 0.0  # > 0: MART's boosted CE and weighted KL (Wang et al. 2020).
     attack: str = "pgd"  # "none", "pgd", "fgsm_rs" (Wong et al.), "trades"
     num_steps: int = 7  # Steps of the training attack.
 
@@ -44,6 +46,9 @@ METHODS = {
         Method("trades", 1.0, 0.0, trades_beta=6.0, attack="trades",
                num_steps=10),
         Method("fast", 0.0, 1.0, attack="fgsm_rs"),  # num_steps unused
+        # MART (Wang et al., ICLR 2020; beta 6 as in YisenWang/MART): trains on
+        # its own adversarial loss, so both CE weights are 0.
+        Method("mart", 0.0, 0.0, mart_beta=6.0),
     ]
 }
 

@@ -6,6 +6,9 @@ defaults are those of METHOD.md::
 
     L = w_nat CE(f(x), y) + w_adv CE(f(x_adv), y) + alp * ALP + at * AT
         (+ beta * KL(f(x) || f(x_adv)) for TRADES)
+        (+ BCE(f(x_adv), y) + beta * KL(f(x) || f(x_adv)) * (1 - p_y(x)) for MART)
+
+Any preset can train with adversarial weight perturbation (`atalp_keras.awp`).
 """
 
 import keras
@@ -13,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from atalp_keras import attention, batch_checks, compile_args, losses, methods
+from atalp_keras import attention, awp, batch_checks, compile_args, losses, methods
 from atalp_keras.attacks import check_trainable_attack, serialize_attack
 from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras.errors import UsageError
@@ -91,28 +94,37 @@ class ATALPModel(keras.Model):
     # ------------------------------------------------------------------ compile
     def compile(self, optimizer="adam", method="at_alp", attack="auto", eval_attack="auto",
                 natural_weight=None, adv_weight=None, alp_weight=None, at_weight=None,
-                trades_beta=None, attention_p=2, clean_metrics=True, jit_compile=False,
-                **kwargs):
+                trades_beta=None, mart_beta=None, attention_p=2, clean_metrics=True,
+                awp_gamma=0.0, awp_warmup_epochs=0, jit_compile=False, **kwargs):
         """Configures the method.
 
         Args:
             optimizer: Any Keras optimizer (or its name).
             method: Preset name: ``standard``, ``pat``, ``alp``, ``at``,
-                ``at_alp``, ``trades`` or ``fast`` (METHOD.md table).
+                ``at_alp``, ``trades``, ``fast`` (METHOD.md table) or ``mart``
+                (Wang et al. 2020).
             attack: The training attack (an ``Attack``); ``"auto"`` uses the
                 preset's default at eps 8/255, step 2/255, 7 steps (TRADES: 10).
             eval_attack: Attack run by ``evaluate``/validation to report
                 ``adv_accuracy``; ``"auto"`` = PGD-10 at the training attack's
                 eps with step 2.5 * eps / 10 (none for ``standard``); None turns
                 it off.
-            natural_weight, adv_weight, alp_weight, at_weight, trades_beta:
-                Override the preset's weight of that loss term.
+            natural_weight, adv_weight, alp_weight, at_weight, trades_beta,
+                mart_beta: Override the preset's weight of that loss term.
             attention_p: Power ``p`` of the attention map and its norm.
             clean_metrics: For methods that train on ``x_adv`` alone (``pat``,
                 ``fast``): run one extra inference pass on the clean half to log
                 ``accuracy`` and ``ce_natural`` (about 1/(3 * steps + 3) of a
                 PGD step). False skips it and drops those two logs. Other
                 methods get both from the training pass for free.
+            awp_gamma: Adversarial weight perturbation (Wu et al. 2020): after
+                the attack, each conv/dense kernel is pushed up the preset's
+                loss by ``awp_gamma`` times its norm, and the weight update is
+                the gradient there. 0 (default) turns it off at no cost;
+                csdongxian/AWP uses 0.01 for PGD-AT and 0.005 for TRADES.
+                Costs one more training pass per step.
+            awp_warmup_epochs: Epochs of ``fit`` trained without the
+                perturbation first.
             jit_compile: XLA-compile the train/test step (off by default: it
                 slowed small models on CPU; measure on your hardware).
             **kwargs: Passed to ``keras.Model.compile`` (e.g.
@@ -126,10 +138,16 @@ class ATALPModel(keras.Model):
         preset = methods.get_method(method)
         overrides = dict(natural_weight=natural_weight, adv_weight=adv_weight,
                          alp_weight=alp_weight, at_weight=at_weight,
-                         trades_beta=trades_beta)
+                         trades_beta=trades_beta, mart_beta=mart_beta)
         weights = compile_args.resolve_weights(preset, overrides)
         attack, eval_attack = compile_args.resolve_attacks(preset, weights, attack, eval_attack)
         check_trainable_attack(attack, eval_attack)  # both run inside train/test_step
+        awp_gamma, awp_warmup_epochs = awp.check_settings(awp_gamma, awp_warmup_epochs)
+        if awp_gamma > 0 and attack is None:
+            raise UsageError(
+                f"AWP perturbs the weights against the adversarial loss, but method "
+                f"{preset.name!r} trains without an attack. Received: awp_gamma={awp_gamma:g}, "
+                f"method={preset.name!r}")
         if weights["at_weight"] > 0 and not self.stage_layers:
             raise UsageError(self._stage_error or (
                 f"Method {preset.name!r} pairs attention maps of stage outputs "
@@ -145,13 +163,20 @@ class ATALPModel(keras.Model):
         # both halves through the feature model (any attention term), or both
         # through the plain classifier.
         self._paired = attack is not None and any(
-            weights[k] > 0 for k in ("natural_weight", "alp_weight", "at_weight", "trades_beta"))
+            weights[k] > 0 for k in ("natural_weight", "alp_weight", "at_weight", "trades_beta",
+                                     "mart_beta"))
+        self.awp_gamma = awp_gamma
+        self.awp_warmup_epochs = awp_warmup_epochs
+        # Read when the train step is traced (awp.AWPWarmup flips it).
+        self._awp_active = awp_gamma > 0 and awp_warmup_epochs == 0
         self.clean_metrics = bool(clean_metrics)
         self._settings = {
             "method": preset.name,
             **weights,
             "attention_p": attention_p,
             "clean_metrics": self.clean_metrics,
+            "awp_gamma": awp_gamma,
+            "awp_warmup_epochs": awp_warmup_epochs,
             "attack": serialize_attack(attack),
             "eval_attack": serialize_attack(eval_attack),
         }
@@ -168,6 +193,8 @@ class ATALPModel(keras.Model):
         keys = ["loss", "ce_natural", "ce_adv", "alp"] + ["at"] * bool(self.stage_layers)
         if self.loss_weights_["trades_beta"] > 0:
             keys.append("trades_kl")
+        if self.loss_weights_["mart_beta"] > 0:
+            keys += ["mart_bce", "mart_kl"]
         return keys + ["accuracy", "adv_accuracy"]
 
     def _test_keys(self):
@@ -292,6 +319,10 @@ class ATALPModel(keras.Model):
         if w["trades_beta"] > 0:
             terms["trades_kl"] = losses.trades_kl(logits_nat, logits_adv)
             total = total + w["trades_beta"] * terms["trades_kl"]
+        if w["mart_beta"] > 0:
+            terms["mart_bce"] = losses.mart_boosted_ce(y, logits_adv)
+            terms["mart_kl"] = losses.mart_weighted_kl(y, logits_nat, logits_adv)
+            total = total + terms["mart_bce"] + w["mart_beta"] * terms["mart_kl"]
         terms["loss"] = total
         return terms, logits_nat, logits_adv
 
@@ -329,23 +360,74 @@ class ATALPModel(keras.Model):
             # what the loss sees.
             logits_clean = self.classifier(x, training=False)
         variables = self.classifier.trainable_variables
-        with tf.GradientTape() as tape:
-            terms, logits_nat, logits_adv = self.compute_terms(x, y, x_adv, training=True)
-            # This replica's share of the global-batch (weighted) mean: summed over
-            # replicas it is the single-device loss, so gradients do not change
-            # with the device count.
-            loss = losses.weighted_mean(terms["loss"], sample_weight)
-            regularization = ops.sum(ops.stack(self.classifier.losses)) \
-                if self.classifier.losses else 0.0
-            loss = loss + regularization / losses.replicas_in_sync()
-            scaled = self.optimizer.scale_loss(loss)
-        grads = tape.gradient(scaled, variables)
+        if self._awp_active and x_adv is not None:
+            grads, terms, logits_nat, logits_adv, regularization = self._awp_gradients(
+                x, y, x_adv, sample_weight, variables)
+        else:
+            with tf.GradientTape() as tape:
+                terms, logits_nat, logits_adv, regularization, scaled = self._training_loss(
+                    x, y, x_adv, sample_weight)
+            grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         if logits_clean is not None:
             logits_nat = logits_clean
             terms["ce_natural"] = losses.cross_entropy(y, logits_nat)
         terms["loss"] = terms["loss"] + regularization
         return self._update(keys, terms, y, logits_nat, logits_adv, sample_weight)
+
+    def _training_loss(self, x, y, x_adv, sample_weight):
+        """The training pass: ``(terms, logits_nat, logits_adv, regularization,
+        scaled_loss)``, read at whatever values the weights have (the real
+        ones, or AWP's perturbed ones inside a ``StatelessScope``)."""
+        terms, logits_nat, logits_adv = self.compute_terms(x, y, x_adv, training=True)
+        # This replica's share of the global-batch (weighted) mean: summed over
+        # replicas it is the single-device loss, so gradients do not change
+        # with the device count.
+        loss = losses.weighted_mean(terms["loss"], sample_weight)
+        regularization = ops.sum(ops.stack(self.classifier.losses)) \
+            if self.classifier.losses else 0.0
+        loss = loss + regularization / losses.replicas_in_sync()
+        return terms, logits_nat, logits_adv, regularization, self.optimizer.scale_loss(loss)
+
+    def _awp_gradients(self, x, y, x_adv, sample_weight, variables):
+        """AWP's gradients (Wu et al. 2020): the training loss's gradient at
+        the weights perturbed up that same loss, per kernel by ``awp_gamma``
+        times its norm. The variables are never written: the perturbed values
+        are substituted in a ``StatelessScope``, so the update lands on the
+        unperturbed weights exactly."""
+        index = awp.perturbed_indices(variables)
+        values = [tf.identity(v.value) for v in variables]
+        # The ascent step is computed like csdongxian/AWP's proxy model: in
+        # training mode, its BatchNorm statistic updates thrown away.
+        _, ascent_grads, _ = self._loss_and_grads_at(x, y, x_adv, sample_weight, variables,
+                                                     values, index)
+        # Every replica perturbs by the global batch's step.
+        ascent_grads = losses.global_sum(ascent_grads)
+        steps = awp.weight_perturbation([values[i] for i in index], ascent_grads,
+                                        self.awp_gamma)
+        for i, step in zip(index, steps):
+            values[i] = values[i] + step
+        outputs, grads, scope = self._loss_and_grads_at(x, y, x_adv, sample_weight, variables,
+                                                        values, range(len(values)))
+        # The real pass's state updates (BatchNorm statistics, seeds) do happen.
+        for variable in self.classifier.non_trainable_variables:
+            value = scope.get_current_value(variable)
+            if value is not None:
+                variable.assign(value)
+        return (grads, *outputs[:4])
+
+    def _loss_and_grads_at(self, x, y, x_adv, sample_weight, variables, values, wrt):
+        """The training pass with ``variables`` read as ``values``:
+        ``(outputs of _training_loss, gradients w.r.t. values[wrt], scope)``;
+        the scope holds the state updates, applied by nobody unless the
+        caller does."""
+        with tf.GradientTape() as tape:
+            tape.watch(values)
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+                outputs = self._training_loss(x, y, x_adv, sample_weight)
+        grads = tape.gradient(outputs[-1], [values[i] for i in wrt],
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return outputs, grads, scope
 
     def test_step(self, data):
         if self._settings is None:
@@ -384,6 +466,7 @@ class ATALPModel(keras.Model):
         shapes, emptiness) so a mistake costs one clear message, not an epoch.
         ``sample_weight``/``class_weight`` weight every loss term."""
         self._check_inputs(x, y, "training")
+        kwargs["callbacks"] = self._fit_callbacks(kwargs.get("callbacks"))
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
             self._check_inputs(validation[0], validation[1], "validation")
@@ -391,6 +474,22 @@ class ATALPModel(keras.Model):
             self._check_inputs(validation, None, "validation")
         with batch_checks.user_errors("training"):
             return super().fit(x, y, *args, **kwargs)
+
+    def _fit_callbacks(self, callbacks):
+        """The user's callbacks after the model's own, which must run first:
+        a diverged epoch raises before any checkpoint of it is written."""
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            return callbacks  # Keras' own list, used as given.
+        own = [awp.DivergenceGuard(hint=self._divergence_hint())]
+        if self._settings is not None and self.awp_gamma > 0 and self.awp_warmup_epochs > 0:
+            own.append(awp.AWPWarmup(self.awp_warmup_epochs))
+        return own + list(callbacks or [])
+
+    def _divergence_hint(self):
+        if self._settings is not None and self.awp_gamma > 0:
+            return (f"Try a smaller awp_gamma (received {self.awp_gamma:g}), a warm-up "
+                    "(awp_warmup_epochs) or a lower learning rate.")
+        return "Try a lower learning rate."
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         self._check_inputs(x, y, "evaluation")

@@ -73,8 +73,16 @@ def select_examples(dataset, indices, size):
     keep[np.asarray(indices, np.int64)] = True
     count = int(keep.sum())
     keep = tf.constant(keep)
-    selected = dataset.enumerate().filter(
-        lambda i, example: tf.gather(keep, i)).map(lambda i, example: example)
+
+    # Named functions, not two lambdas on one line: AutoGraph cannot tell
+    # such lambdas apart and warns on every call.
+    def kept(i, example):
+        return tf.gather(keep, i)
+
+    def drop_index(i, example):
+        return example
+
+    selected = dataset.enumerate().filter(kept).map(drop_index)
     return selected.apply(tf.data.experimental.assert_cardinality(count))
 
 

@@ -17,7 +17,12 @@ from atalp_keras.reproduction.common import count, load_json, log
 COMPARED_CONFIG = ("dataset", "data_seed", "max_train_examples", "augment", "model",
                    "tiny_widths", "method", "eps", "step_size", "num_steps", "at_weight",
                    "alp_weight", "epochs", "batch_size", "optimizer", "learning_rate",
-                   "momentum", "lr_schedule", "weight_decay", "seed")
+                   "momentum", "lr_schedule", "weight_decay", "seed", "validation_split",
+                   "keep", "awp_gamma", "awp_warmup_epochs", "mart_beta")
+# The value of a setting newer than a stored model's record: what that model
+# was trained with (no held-out split, the last epoch, no AWP, no MART).
+_BEFORE_RECORDED = {"validation_split": 0.0, "keep": "last", "awp_gamma": 0.0,
+                    "awp_warmup_epochs": 0, "mart_beta": None}
 
 
 def recipe_at(s, eps=None):
@@ -37,8 +42,12 @@ def train_config(s, method, seed, model_dir, eps=None, **overrides):
 
     values = recipe_at(s, eps)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(method=method, seed=seed, model_dir=model_dir, eval_pgd_steps=0,
-                       export=False, **values)
+    # The reproduction trains on every training example and keeps the last
+    # epoch (it has no per-epoch validation) unless its recipe says otherwise.
+    values.setdefault("validation_split", 0.0)
+    values.setdefault("keep", "last")
+    values.setdefault("eval_pgd_steps", 0)
+    return TrainConfig(method=method, seed=seed, model_dir=model_dir, export=False, **values)
 
 
 def main_dir(s, method, seed, eps=None):
@@ -74,7 +83,7 @@ def train_model(config, label, ledger=None):
         metrics = load_json(folder.metrics)
         stored = metrics.get("config", {})
         for key in COMPARED_CONFIG:
-            if stored.get(key) != wanted.get(key):
+            if stored.get(key, _BEFORE_RECORDED.get(key)) != wanted.get(key):
                 raise UsageError(
                     f"{config.model_dir} holds a model trained with {key}={stored.get(key)!r}, "
                     f"but this run wants {key}={wanted.get(key)!r}. Use another --out (or "

@@ -22,6 +22,7 @@ AUGMENTATIONS = ("none", "crop", "crop_flip")
 PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 DISTRIBUTIONS = ("default", "one_device", "mirrored", "multi_worker")
 WEIGHTS = ("none", "imagenet")
+KEEP = ("best", "last")
 IMAGENET_MODELS = ("resnet50", "resnet101", "resnet152")
 
 
@@ -131,6 +132,17 @@ class TrainConfig:
     alp_weight: Optional[float] = _loss_weight("logit pairing (ALP)")
     at_weight: Optional[float] = _loss_weight("attention pairing (AT)")
     trades_beta: Optional[float] = _loss_weight("TRADES KL")
+    mart_beta: Optional[float] = _loss_weight("MART weighted KL")
+    awp_gamma: float = setting(
+        0.0, "Adversarial weight perturbation (Wu et al. 2020) over any "
+        "preset: after the attack, every conv/dense kernel is pushed up the "
+        "preset's loss by this fraction of its norm and the update is the "
+        "gradient there. 0 = off (no cost); csdongxian/AWP uses 0.01 for "
+        "PGD-AT, 0.005 for TRADES. One more training pass per step.",
+        lower_bound=0.0, upper_bound=1.0, high_open=True)
+    awp_warmup_epochs: int = setting(
+        0, "Epochs trained without the weight perturbation first.",
+        lower_bound=0)
     clean_metrics: bool = setting(
         True, "pat and fast only (they train on x_adv alone): score the "
         "clean batch in every training step to log `accuracy` and "
@@ -151,13 +163,25 @@ class TrainConfig:
         "--step_size) that measures test adv_accuracy after every epoch and "
         "at the end; 0 = clean only.", lower_bound=0)
     eval_adv_examples: int = setting(
-        1000, "Test examples the per-epoch validation attacks: a fixed "
+        1000, "Validation examples the per-epoch validation attacks: a fixed "
         "random subset (seeded by --data_seed) of this many is scored under "
-        "the --eval_pgd_steps attack, every test example clean, so the "
-        "attack costs the same whatever the test set's size; 0 = attack all "
-        "of them every epoch. The final evaluation attacks the whole test "
-        "set. Under several replicas at least one global eval batch (each "
-        "partial batch is dropped there).", lower_bound=0)
+        "the --eval_pgd_steps attack, every validation example clean, so the "
+        "attack costs the same whatever the split's size; 0 = attack all "
+        "of them every epoch. Under several replicas at least one global "
+        "eval batch (each partial batch is dropped there).", lower_bound=0)
+    validation_split: float = setting(
+        0.1, "Fraction of the training examples held out (a fixed random "
+        "subset, seeded by --data_seed) for the per-epoch validation, "
+        "best.keras, --keep=best and the overfit guard; the test set is "
+        "scored once, at the end. 0 = no held-out split and no per-epoch "
+        "validation (then --keep=last).", lower_bound=0.0, upper_bound=1.0,
+        high_open=True)
+    keep: str = setting(
+        "best", "Which weights the run keeps (classifier.keras, the final "
+        "test evaluation, the export): best = the epoch with the highest "
+        "validation adversarial accuracy (clean accuracy without an eval "
+        "attack), the early stopping of Rice et al. 2020; last = the last "
+        "epoch's.", choices=KEEP)
     # Optimisation.
     epochs: int = setting(10, "Number of epochs.", lower_bound=1)
     steps_per_epoch: int = setting(
@@ -264,6 +288,7 @@ class TrainConfig:
             c.num_steps = methods.get_method(c.method).num_steps
         _check_schedule(c)
         _check_outputs_and_devices(c)
+        _check_selection(c)
         return c
 
 
@@ -369,6 +394,29 @@ def _check_schedule(c):
 
         logging.warning("lr_boundaries %s reach past the last epoch (%d): "
                         "those decays never happen.", list(bounds), c.epochs)
+
+
+def _check_selection(c):
+    if c.keep == "best" and c.validation_split == 0:
+        raise UsageError(
+            "keep='best' picks the epoch by the held-out validation split, and "
+            "validation_split=0 holds none out. Received: validation_split=0, "
+            "keep='best'. Use --keep=last, or hold out a split (e.g. "
+            "--validation_split=0.1).")
+    if c.overfit_guard_drop > 0 and c.validation_split == 0:
+        raise UsageError(
+            "The overfit guard watches the held-out validation split, and "
+            "validation_split=0 holds none out. Received: overfit_guard_drop="
+            f"{c.overfit_guard_drop!r}, validation_split=0")
+    if c.awp_warmup_epochs and not c.awp_gamma:
+        raise UsageError(
+            "awp_warmup_epochs delays the weight perturbation, which is off "
+            f"(awp_gamma=0). Received: awp_warmup_epochs={c.awp_warmup_epochs}")
+    if c.awp_gamma and c.method == "standard":
+        raise UsageError(
+            "AWP perturbs the weights against the adversarial loss; method "
+            f"'standard' has none. Received: awp_gamma={c.awp_gamma!r}, "
+            "method='standard'")
 
 
 def _check_outputs_and_devices(c):

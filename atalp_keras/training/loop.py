@@ -5,7 +5,9 @@ One call does a whole run, in these steps::
     validate -> strategy -> run folder checked -> data pipelines
       -> classifier + weight decay + attacks -> ATALPModel.compile
       -> run folder started (flags.txt, model_card.json)
-      -> fit (backup/resume, TensorBoard, per-epoch .keras, history)
+      -> fit (backup/resume, TensorBoard, per-epoch .keras, history;
+         validation on a split held out of the training examples)
+      -> the kept weights (--keep: the best validation epoch, or the last)
       -> final test evaluation -> classifier.keras, model.keras
       -> SavedModel export (export_dir/<name>/<version>/) -> metrics.json
 
@@ -161,6 +163,8 @@ def _build_model(config, info, cluster, rate):
                 natural_weight=config.natural_weight,
                 adv_weight=config.adv_weight, alp_weight=config.alp_weight,
                 at_weight=config.at_weight, trades_beta=config.trades_beta,
+                mart_beta=config.mart_beta, awp_gamma=config.awp_gamma,
+                awp_warmup_epochs=config.awp_warmup_epochs,
                 clean_metrics=config.clean_metrics, jit_compile=jit_compile,
                 steps_per_execution=config.steps_per_execution)
             if multi_worker:
@@ -176,7 +180,7 @@ def _build_model(config, info, cluster, rate):
 def _fit(config, parts, pipes, cluster, run_dir, rate):
     """Fits and evaluates on the test set; returns what the record needs."""
     monitor = "val_adv_accuracy" if parts.eval_attack is not None \
-        else "val_accuracy"
+        and pipes.num_val_adv else "val_accuracy"
     callbacks, run_log, tensorboard_note = make_callbacks(
         run_dir.path, monitor, rate, cluster.is_chief)
     guard = _overfit_guard(config, parts, pipes)
@@ -190,11 +194,46 @@ def _fit(config, parts, pipes, cluster, run_dir, rate):
                         verbose=config.verbose,
                         shuffle=False)  # The pipeline shuffles (seeded).
         fit_seconds = time.time() - fit_started
+        selection = _keep_weights(config, parts, run_log, monitor, pipes)
+        # The test set's one look: after the weights are chosen.
         test_logs = parts.model.evaluate(pipes.test, return_dict=True,
                                          verbose=config.verbose)
     return dict(run_log=run_log, tensorboard_note=tensorboard_note,
-                fit_seconds=fit_seconds, test_logs=test_logs,
+                fit_seconds=fit_seconds, test_logs=test_logs, selection=selection,
                 guard=guard.summary() if guard is not None else None)
+
+
+def _keep_weights(config, parts, run_log, monitor, pipes):
+    """Loads the weights ``config.keep`` asks for into the classifier and
+    says which epoch they are and why (the record's ``selection``)."""
+    rows = run_log.rows
+    last = rows[-1]["epoch"] if rows else None
+    source = (f"{pipes.num_val} training examples held out (validation_split="
+              f"{config.validation_split:g}, seeded by data_seed), "
+              f"{pipes.num_val_adv} of them attacked")
+    if config.keep == "last" or not rows:
+        return {"keep": config.keep, "epoch": last, "monitor": None, "value": None,
+                "why": "the last epoch's weights (--keep=last)"}
+    scored = [r for r in rows if monitor in r]
+    if not scored:
+        raise RuntimeError(f"keep='best' found no {monitor!r} in the history: {rows[-1]}")
+    # The first epoch with the highest value: the one RunLog saved as best.keras.
+    best = max(scored, key=lambda r: r[monitor])
+    best = next(r for r in scored if r[monitor] == best[monitor])
+    if best["epoch"] != last:
+        path = run_log.folder.best_checkpoint
+        saved = keras.saving.load_model(path, compile=False)
+        parts.classifier.set_weights(saved.classifier.get_weights())
+        logging.info("Keeping the weights of epoch %d (best %s %.4f; the last epoch, %d, "
+                     "had %.4f).", best["epoch"], monitor, best[monitor], last,
+                     rows[-1].get(monitor, float("nan")))
+    what = "PGD" if monitor == "val_adv_accuracy" else "clean"
+    return {"keep": "best", "epoch": best["epoch"], "monitor": monitor,
+            "value": best[monitor], "last_epoch": last,
+            "last_value": rows[-1].get(monitor),
+            "validation": source,
+            "why": (f"highest {monitor} ({what} accuracy on the held-out validation split; "
+                    "early stopping of Rice et al. 2020); the test set was not looked at")}
 
 
 GUARD_EXAMPLES = 512
@@ -203,11 +242,11 @@ GUARD_PGD_STEPS = 10
 
 def _overfit_guard(config, parts, pipes):
     """The `OverfitGuard` of ``config`` (None when it is off): PGD-10 at the
-    training eps on a fixed subset of the training images (seeded by
-    data_seed, so every seed's run watches the same images)."""
+    training eps on a fixed subset of the held-out validation images (seeded
+    by data_seed, so every seed's run watches the same images)."""
     if not config.overfit_guard_drop:
         return None
-    subset, count = data.take_subset(pipes.train_examples, GUARD_EXAMPLES, pipes.num_train,
+    subset, count = data.take_subset(pipes.val_examples, GUARD_EXAMPLES, pipes.num_val,
                                      config.data_seed + 2)
     x, y = next(iter(data.make_pipeline(subset, count, cache=False)))
     # PGD's default step, 2.5 * eps / steps.
@@ -252,6 +291,8 @@ def _result(config, commit, cluster, pipes, parts, fitted):
             "fit_seconds": round(fitted["fit_seconds"], 2),
             # The early stop against catastrophic overfitting (None: off).
             "overfit_guard": fitted["guard"],
+            # Which epoch's weights were kept, and why (--keep).
+            "selection": fitted["selection"],
         },
         "history": run_log.rows,
         # What the history's val_* numbers were measured on.

@@ -1,5 +1,11 @@
-"""The data of a run: the loaded source, its fixed example subsets and the
-train/test ``tf.data`` pipelines, split evenly over replicas."""
+"""The data of a run: the loaded source, its fixed example subsets, the
+validation split held out of the training examples, and the train /
+validation / test ``tf.data`` pipelines, split evenly over replicas.
+
+The per-epoch validation (and so ``best.keras``, ``--keep=best`` and the
+overfit guard) sees only the held-out training examples; the test set is
+scored once, at the end (Rice et al. 2020's model selection).
+"""
 
 import dataclasses
 import math
@@ -23,14 +29,17 @@ class Pipelines:
     num_test: int  # Examples in the (sub)set.
     num_eval: int  # Of those, the ones evaluated (full batches per replica).
     steps_per_epoch: int
-    # Per-epoch validation: `num_val` test examples scored clean, the first
-    # `num_val_adv` of them (a fixed subset) also attacked.
+    # Per-epoch validation (None without a held-out split): `num_val`
+    # held-out training examples scored clean, the first `num_val_adv` of
+    # them (a fixed subset) also attacked.
     validation: tf.data.Dataset = None
     num_val: int = 0
     num_val_adv: int = 0
     # The unbatched training examples `train` draws from (the
-    # --max_train_examples subset): what the overfit guard samples.
+    # --max_train_examples subset, less the validation split).
     train_examples: tf.data.Dataset = None
+    # The unbatched held-out validation examples: what the overfit guard samples.
+    val_examples: tf.data.Dataset = None
 
 
 def load_data(config):
@@ -55,6 +64,7 @@ def make_pipelines(config, info, replicas):
                                    info.num_train, config.data_seed)
     test_data, num_test = data.take_subset(info.test, config.max_test_examples,
                                  info.num_test, config.data_seed + 1)
+    train_data, num_train, val_data, num_val = _hold_out(config, train_data, num_train)
     _check_sizes(config, num_train, num_test, replicas)
     steps_per_epoch = config.steps_per_epoch or math.ceil(
         num_train / config.batch_size)
@@ -73,30 +83,57 @@ def make_pipelines(config, info, replicas):
     if num_eval < 1:
         raise UsageError(f"{num_test} test examples cannot be split over "
                          f"{replicas} replicas.")
-    validation = _validation(config, test_data, num_test, eval_batch, replicas > 1)
-    if validation is None:
-        validation = (test, num_eval, num_eval if config.eval_pgd_steps else 0)
+    validation = (None, 0, 0) if val_data is None else _validation(
+        config, val_data, num_val, min(config.batch_size, num_val), replicas)
     return Pipelines(info, train, test, num_train, num_test, num_eval,
-                     steps_per_epoch, *validation, train_examples=train_data)
+                     steps_per_epoch, *validation, train_examples=train_data,
+                     val_examples=val_data)
 
 
-def _validation(config, test_data, num_test, batch, drop):
-    """``(pipeline, scored, attacked)`` of the per-epoch validation, or None
-    when it is the test pipeline itself.
+def _hold_out(config, train_data, num_train):
+    """``(train, num_train, validation, num_val)``: the fixed random
+    ``validation_split`` of the training examples (seeded by data_seed, so
+    runs of other seeds hold out the same ones) and the rest; validation is
+    None for a split of 0."""
+    if not config.validation_split:
+        return train_data, num_train, None, 0
+    num_val = int(round(config.validation_split * num_train))
+    if num_val < 1 or num_val >= num_train:
+        raise UsageError(
+            f"validation_split={config.validation_split:g} of {num_train} training examples "
+            f"holds out {num_val}; it must leave at least one for validation and one for "
+            "training. Received: validation_split="
+            f"{config.validation_split:g}")
+    chosen = data.subset_indices(num_train, num_val, config.data_seed + 3)
+    rest = np.setdiff1d(np.arange(num_train), chosen)
+    return (data.select_examples(train_data, rest, num_train), len(rest),
+            data.select_examples(train_data, chosen, num_train), num_val)
 
-    With ``eval_adv_examples`` below the test set's size, the fixed subset
-    of that many test examples (seeded by ``data_seed``) comes first, its
+
+def _validation(config, val_data, num_val, batch, replicas):
+    """``(pipeline, scored, attacked)`` of the per-epoch validation.
+
+    With ``eval_adv_examples`` below the split's size, the fixed subset of
+    that many validation examples (seeded by ``data_seed``) comes first, its
     batches marked for the eval attack (`ATTACK_MASK`), then the rest,
-    scored clean only: the attack's cost no longer grows with the test set.
+    scored clean only: the attack's cost does not grow with the split.
     """
+    drop = replicas > 1
+    if drop:
+        batch = max(replicas, batch - batch % replicas)
     limit = config.eval_adv_examples
-    if config.eval_pgd_steps == 0 or not limit or limit >= num_test:
-        return None
-    chosen = data.subset_indices(num_test, limit, config.data_seed + 2)
-    rest = np.setdiff1d(np.arange(num_test), chosen)
+    if config.eval_pgd_steps == 0 or not limit or limit >= num_val:
+        scored = num_val - num_val % batch if drop else num_val
+        if scored < 1:
+            raise UsageError(f"{num_val} validation examples cannot be split over "
+                             f"{replicas} replicas; raise validation_split.")
+        pipeline = data.make_pipeline(val_data, batch, drop_remainder=drop)
+        return shard_by_example(pipeline), scored, scored if config.eval_pgd_steps else 0
+    chosen = data.subset_indices(num_val, limit, config.data_seed + 2)
+    rest = np.setdiff1d(np.arange(num_val), chosen)
     parts = []
     for indices, marked in ((chosen, 1.0), (rest, 0.0)):
-        part = data.make_pipeline(data.select_examples(test_data, indices, num_test),
+        part = data.make_pipeline(data.select_examples(val_data, indices, num_val),
                                   batch, drop_remainder=drop)
         parts.append(part.map(lambda x, y, m=marked: (
             x, y, {ATTACK_MASK: tf.fill(tf.shape(y), m)})))

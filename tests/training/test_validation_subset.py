@@ -1,5 +1,6 @@
-"""The per-epoch validation attacks a fixed subset of --eval_adv_examples test
-examples and scores every test example clean (issue 11, item 4); the final
+"""The per-epoch validation runs on a split held out of the training examples
+(issue 22, item 3), attacks a fixed subset of --eval_adv_examples of it and
+scores every validation example clean (issue 11, item 4); the final
 evaluation and metrics.json say how many examples each number covers."""
 
 import numpy as np
@@ -13,9 +14,16 @@ from atalp_keras.training.pipelines import make_pipelines
 
 
 def _pipes(replicas=1, **settings):
-    config = TrainConfig(dataset="digits", max_test_examples=50, batch_size=16,
-                         eps=0.2, **settings).validate()
+    # 500 training digits, a tenth (50) held out for validation.
+    settings = {"validation_split": 0.1, **settings}
+    config = TrainConfig(dataset="digits", max_train_examples=500, max_test_examples=50,
+                         batch_size=16, eps=0.2, **settings).validate()
     return config, make_pipelines(config, data.load_dataset("digits", seed=0), replicas)
+
+
+def _rows(dataset):
+    """The flattened images of an unbatched dataset, as bytes."""
+    return [bytes(x.numpy().reshape(-1)) for x, _ in dataset]
 
 
 def _batches(dataset):
@@ -32,20 +40,40 @@ def test_subset_attacked_first_every_example_scored_once():
     assert [bool(w[ATTACK_MASK].numpy().any()) for *_, w in batches] == [True, True] + \
         [False] * (len(batches) - 2)
     seen = np.concatenate([x for x, *_ in batches]).reshape(50, -1)
-    test = np.concatenate([x.numpy() for x, _ in pipes.test]).reshape(50, -1)
-    assert sorted(map(bytes, seen)) == sorted(map(bytes, test))
-    # A fixed subset: the same again, and not merely the first test examples.
+    held_out = np.stack([x.numpy().reshape(-1) for x, _ in pipes.val_examples])
+    assert sorted(map(bytes, seen)) == sorted(map(bytes, held_out))
+    # A fixed subset: the same again, and not merely the first held-out examples.
     again = np.concatenate([x for x, *_ in _batches(_pipes(eval_adv_examples=20)[1]
                                                     .validation)])
     assert np.array_equal(again.reshape(50, -1)[:20], seen[:20])
-    assert not np.array_equal(seen[:20], test[:20])
+    assert not np.array_equal(seen[:20], held_out[:20])
 
 
-def test_zero_or_a_large_limit_attacks_the_whole_test_set():
+def test_the_validation_split_is_held_out_of_training_and_never_the_test_set():
+    _, pipes = _pipes()
+    val, train, test = (_rows(d) for d in (pipes.val_examples, pipes.train_examples,
+                                           pipes.test.unbatch()))
+    assert (len(val), len(train), pipes.num_train) == (50, 450, 450)
+    assert not set(val) & set(train) and not set(val) & set(test)
+    # Fixed by data_seed alone: another --seed holds out the same images.
+    assert _rows(_pipes(seed=7)[1].val_examples) == val
+    assert _rows(_pipes(data_seed=1)[1].val_examples) != val
+
+
+def test_no_split_means_no_per_epoch_validation():
+    _, pipes = _pipes(validation_split=0.0, keep="last")
+    assert pipes.validation is None and pipes.num_train == 500
+    with pytest.raises(UsageError, match=r"validation_split=0, keep='best'"):
+        _pipes(validation_split=0.0)
+    with pytest.raises(UsageError, match=r"validation_split=0.001 of 500 .* holds out 0"):
+        _pipes(validation_split=0.001)
+
+
+def test_zero_or_a_large_limit_attacks_the_whole_split():
     for limit in (0, 50, 1000):
         _, pipes = _pipes(eval_adv_examples=limit)
-        assert pipes.validation is pipes.test
         assert (pipes.num_val, pipes.num_val_adv) == (50, 50)
+        assert all(len(batch) == 2 for batch in pipes.validation)  # no attack mask
     _, pipes = _pipes(eval_pgd_steps=0)
     assert (pipes.num_val, pipes.num_val_adv) == (50, 0)
 
@@ -63,11 +91,12 @@ def test_metrics_json_states_n_of_each_number(tmp_path):
     from atalp_keras.training import train
 
     result = train(TrainConfig(
-        dataset="digits", max_train_examples=64, max_test_examples=32, epochs=1,
+        dataset="digits", max_train_examples=96, max_test_examples=32, epochs=1,
         batch_size=32, num_steps=1, eval_pgd_steps=1, eval_adv_examples=10, eps=0.2,
-        tiny_widths=(4, 4, 4, 4), verbose=0, export=False,
+        validation_split=0.25, tiny_widths=(4, 4, 4, 4), verbose=0, export=False,
         model_dir=str(tmp_path / "run")))
-    assert result["validation"]["n"] == 32 and result["validation"]["adv_n"] == 10
+    assert result["validation"]["n"] == 24 and result["validation"]["adv_n"] == 10
+    assert result["dataset"]["num_train"] == 72
     assert result["validation"]["attack"]["num_steps"] == 1
     assert (result["test"]["n"], result["test"]["adv_n"]) == (32, 32)
     assert 0.0 <= result["history"][0]["val_adv_accuracy"] <= 1.0
