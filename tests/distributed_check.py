@@ -21,6 +21,9 @@ import atalp_keras as ak  # noqa: E402
 
 
 def build(method, weights=None):
+    # "<preset>+awp": the preset with adversarial weight perturbation.
+    method, _, extra = method.partition("+")
+    awp_gamma = 0.01 if extra == "awp" else 0.0
     keras.utils.set_random_seed(0)
     classifier = ak.tiny_resnet((8, 8, 1), 10, widths=(4, 8, 8, 16), synchronized_bn=True,
                                 weight_decay=1e-3)
@@ -29,7 +32,8 @@ def build(method, weights=None):
     model = ak.ATALPModel(classifier)
     attack = ak.TRADESAttack(0.2, 0.05, 2, random_start=False) if method == "trades" \
         else ak.PGDAttack(0.2, 0.05, 2, random_start=False)
-    model.compile(keras.optimizers.SGD(1.0), method=method, attack=attack, eval_attack=None)
+    model.compile(keras.optimizers.SGD(1.0), method=method, attack=attack, eval_attack=None,
+                  awp_gamma=awp_gamma)
     return model
 
 
@@ -64,7 +68,9 @@ def main():
     # Random start on, under the strategy: it must run and stay finite.
     with strategy.scope():
         model = ak.ATALPModel(ak.tiny_resnet((8, 8, 1), 10, widths=(4, 8, 8, 16)))
-        model.compile("adam", method=method, attack=ak.PGDAttack(0.2, 0.05, 2, seed=1))
+        preset, _, extra = method.partition("+")
+        model.compile("adam", method=preset, attack=ak.PGDAttack(0.2, 0.05, 2, seed=1),
+                      awp_gamma=0.01 if extra == "awp" else 0.0)
     fit_logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0).history
 
     print(json.dumps({

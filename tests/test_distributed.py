@@ -12,7 +12,8 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.mark.parametrize("method", ["at_alp", "trades"])
+# "+awp": AWP's ascent step must be the global batch's on every replica.
+@pytest.mark.parametrize("method", ["at_alp", "trades", "pat+awp", "mart+awp"])
 def test_mirrored_step_equals_single_device(method):
     env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONPATH=os.path.dirname(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -79,3 +79,39 @@ def test_attention_loss_rejects_mismatched_stage_lists():
     a = np.ones((1, 2, 2, 1), "float32")
     with pytest.raises(ValueError, match="differ in length"):
         attention.attention_pairing_loss([a, a], [a])
+
+
+def test_mart_terms_match_a_hand_computed_case():
+    """MART (Wang et al. 2020) on one example, y = 0:
+    p_adv = softmax(1, 2, 0) = (0.2447, 0.6652, 0.0900),
+    p_nat = softmax(2, 0, 0) = (0.7870, 0.1065, 0.1065).
+    BCE = -log 0.2447 - log(1.0001 - 0.6652) = 1.4076 + 1.0939 = 2.5015;
+    KL(p_nat || p_adv) = 0.9194 - 0.1951 + 0.0179 = 0.7422, times
+    (1.0000001 - 0.7870) = 0.2130 gives 0.1581."""
+    from atalp_keras import losses
+
+    y = np.array([0])
+    logits_nat = np.array([[2.0, 0.0, 0.0]], "float32")
+    logits_adv = np.array([[1.0, 2.0, 0.0]], "float32")
+    bce = np.asarray(losses.mart_boosted_ce(y, logits_adv))
+    kl = np.asarray(losses.mart_weighted_kl(y, logits_nat, logits_adv))
+    np.testing.assert_allclose(bce, [2.5015], atol=2e-4)
+    np.testing.assert_allclose(kl, [0.1581], atol=2e-4)
+    # The margin term uses the most likely *wrong* class, even when that is
+    # not the arg-max (here the true class 0 leads): -log(1.0001 - 0.2119).
+    bce = np.asarray(losses.mart_boosted_ce(np.array([0]), np.array([[2.0, 0.7, 0.0]])))
+    p = np.exp([2.0, 0.7, 0.0]) / np.exp([2.0, 0.7, 0.0]).sum()
+    np.testing.assert_allclose(bce, [-np.log(p[0]) - np.log(1.0001 - p[1])], atol=1e-5)
+
+
+def test_the_mart_preset_adds_bce_and_six_times_the_weighted_kl():
+    import atalp_keras as ak
+
+    model = ak.ATALPModel(ak.tiny_resnet((8, 8, 1), 3, widths=(4, 4, 4, 4)))
+    model.compile("sgd", method="mart", attack=ak.PGDAttack(0.1, 0.05, 1))
+    assert model.loss_weights_["mart_beta"] == 6.0
+    y = np.array([0])
+    terms, *_ = model._weighted_terms(y, np.array([[2.0, 0.0, 0.0]], "float32"),
+                                      np.array([[1.0, 2.0, 0.0]], "float32"), None)
+    np.testing.assert_allclose(np.asarray(terms["loss"]), [2.5015 + 6 * 0.1581], atol=1e-3)
+    assert {"mart_bce", "mart_kl"} <= set(model._train_keys())

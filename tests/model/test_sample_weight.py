@@ -9,7 +9,10 @@ import tensorflow as tf
 import atalp_keras as ak
 from atalp_keras.losses import weighted_mean
 
-METHODS = ["standard", "pat", "fast", "alp", "at", "at_alp", "trades"]
+# "+awp": with adversarial weight perturbation, whose ascent step must weight
+# the examples like the loss does.
+METHODS = ["standard", "pat", "fast", "alp", "at", "at_alp", "trades", "mart", "pat+awp",
+           "mart+awp"]
 
 
 def _plain_net(seed=0):
@@ -24,6 +27,7 @@ def _plain_net(seed=0):
 
 
 def _attack(method):
+    method = method.partition("+")[0]
     if method == "trades":
         return ak.TRADESAttack(0.2, 0.05, 2, random_start=False)
     if method == "fast":
@@ -36,8 +40,9 @@ def _model(method, weights=None):
     if weights is not None:
         classifier.set_weights(weights)
     model = ak.ATALPModel(classifier)
-    model.compile(keras.optimizers.SGD(1.0), method=method, attack=_attack(method),
-                  eval_attack=None)
+    preset, _, extra = method.partition("+")
+    model.compile(keras.optimizers.SGD(1.0), method=preset, attack=_attack(method),
+                  eval_attack=None, awp_gamma=0.01 if extra == "awp" else 0.0)
     return model
 
 
