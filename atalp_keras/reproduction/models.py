@@ -89,7 +89,7 @@ def train_model(config, label, ledger=None):
                     f"but this run wants {key}={wanted.get(key)!r}. Use another --out (or "
                     f"delete that folder) to train with the new settings.")
         log(f"reuse {label} ({config.model_dir})")
-        count(ledger, "reused", metrics.get("seconds", 0.0), "train_seconds")
+        count(ledger, "reused", training_seconds(metrics), "train_seconds")
         return metrics, True
     started = time.time()
     metrics = training.train(config)
@@ -98,8 +98,18 @@ def train_model(config, label, ledger=None):
     import keras
 
     keras.backend.clear_session()
-    count(ledger, "trained", metrics.get("seconds", 0.0), "train_seconds")
+    count(ledger, "trained", training_seconds(metrics), "train_seconds")
     return metrics, False
+
+
+def training_seconds(metrics):
+    """The compute of a model's whole training, over every session of a
+    resumed run: its epochs' seconds (history.json keeps every epoch's) plus
+    the last session's time outside ``fit`` (set-up, test, saving).
+    metrics.json's ``seconds`` covers the last session alone."""
+    epochs = sum(row.get("seconds", 0.0) for row in metrics.get("history", []))
+    outside = metrics.get("seconds", 0.0) - metrics.get("training", {}).get("fit_seconds", 0.0)
+    return round(max(metrics.get("seconds", 0.0), epochs + max(outside, 0.0)), 2)
 
 
 def epoch_seconds(metrics):

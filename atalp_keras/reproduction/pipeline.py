@@ -68,7 +68,7 @@ def train_and_evaluate(s, info, test, full, eps, methods, with_sources, chosen, 
                                                           ledger, sources)
         training[method] = _training_row(metrics)
         for entry, m in zip(found, metrics["main"]):
-            entry["train_seconds"] = m.get("seconds")
+            entry["train_seconds"] = models.training_seconds(m)
         entries += found
         if s.train_only:
             continue
@@ -113,7 +113,7 @@ def longer_study(s, info, test, full, chosen, ledger):
                      "n_all": len(full[1]) if full is not None else len(y),
                      "values": evaluate.per_model_values(result, (s.eps,)),
                      "audit": result["parts"].get("audit", {}).get("value"),
-                     "train_seconds": metrics.get("seconds"),
+                     "train_seconds": models.training_seconds(metrics),
                      # Clean accuracy on the test set after each epoch (the
                      # training's monitoring; nothing is chosen on it).
                      "test_curve": [r.get("val_accuracy") for r in metrics.get("history", [])]})

@@ -32,15 +32,29 @@ def _flagfile_config(name, model_dir):
 _IGNORED = NON_WEIGHT_SETTINGS + ("eval_pgd_steps",)
 
 
-@pytest.mark.parametrize("method", ["standard", "pat", "alp", "trades", "fast"])
+@pytest.mark.parametrize("method", ["standard", "pat", "alp", "at", "at_alp", "trades",
+                                    "fast"])
 def test_fmnist_preset_trains_what_the_flagfiles_train(method, monkeypatch):
     monkeypatch.chdir(REPO)
     s = presets.resolve("fmnist")
     model_dir = models.main_dir(s, method, 0, 0.1)
     assert model_dir == f"runs/fmnist_eps0.1/models/{method}/seed0"
-    ours = dataclasses.asdict(models.train_config(s, method, 0, model_dir, 0.1))
+    # The reproduction trains at/at_alp with the weights its sweep chose (sweep.json).
+    with open(os.path.join(REPO, "runs/fmnist_eps0.1/sweep.json")) as f:
+        chosen = json.load(f)["chosen"]
+    ours = dataclasses.asdict(models.train_config(s, method, 0, model_dir, 0.1,
+                                                  **models.method_weights(method, chosen)))
     theirs = dataclasses.asdict(_flagfile_config(f"fmnist_{method}", model_dir))
     differ = {k: (ours[k], theirs[k]) for k in ours if k not in _IGNORED and ours[k] != theirs[k]}
+    assert not differ
+    # ... and what the committed, reported model was trained with.
+    with open(os.path.join(REPO, model_dir, "metrics.json")) as f:
+        trained = json.load(f)["config"]
+    validated = json.loads(json.dumps(dataclasses.asdict(
+        _flagfile_config(f"fmnist_{method}", model_dir).validate()), default=str))
+    differ = {k: (trained.get(k, models._BEFORE_RECORDED.get(k)), validated[k])
+              for k in models.COMPARED_CONFIG
+              if trained.get(k, models._BEFORE_RECORDED.get(k)) != validated[k]}
     assert not differ
 
 
@@ -344,3 +358,13 @@ def test_the_longer_section_against_a_hand_computed_case():
     rising = report.longer_section(s, main, longer)
     assert "moved +2.0 points; clean test accuracy" in rising and "(level)" not in rising
     assert report.longer_section(s, main, []) == ""
+
+
+def test_training_seconds_count_every_session_of_a_resumed_run():
+    # Epochs 1-2 ran in a killed session, epoch 3 in the one that finished:
+    # metrics.json's `seconds` (100) and fit_seconds (90) cover the last only.
+    metrics = {"seconds": 100.0, "training": {"fit_seconds": 90.0},
+               "history": [{"epoch": 1, "seconds": 95.0}, {"epoch": 2, "seconds": 85.0},
+                           {"epoch": 3, "seconds": 90.0}]}
+    assert models.training_seconds(metrics) == 95.0 + 85.0 + 90.0 + 10.0
+    assert models.training_seconds({"seconds": 12.0}) == 12.0
