@@ -34,6 +34,10 @@ def _record(base, attack_name, eps, n, correct, seconds, settings=None, extra=No
         "n": int(n),
         "accuracy": float(np.mean(correct)) if n else float("nan"),
         "seconds": round(float(seconds), 3),
+        # One character per image, in the order of the evaluated images ('1':
+        # classified correctly): every accuracy, interval and paired test
+        # recomputes from it (`stats.mcnemar_exact`, `stats.parse_correct`).
+        "correct": "".join("1" if c else "0" for c in np.asarray(correct, bool)),
     }
     record.update(settings)
     record.update(extra or {})

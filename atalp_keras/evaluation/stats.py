@@ -84,6 +84,36 @@ def wilson_interval(accuracy, n, z=Z95):
     return min(max(0.0, centre - half), p), max(min(1.0, centre + half), p)
 
 
+def parse_correct(record):
+    """The per-image results of an evaluation record (its ``"correct"``
+    string) as a bool array."""
+    return np.frombuffer(record["correct"].encode("ascii"), np.uint8) == ord("1")
+
+
+def mcnemar_exact(correct_a, correct_b):
+    """McNemar's exact test of two models on the same images.
+
+    Only the discordant images count: ``b`` robust for A and not for B,
+    ``c`` the reverse. Under the null (the models are equally accurate) each
+    discordant image goes either way with probability 1/2, so ``min(b, c)``
+    is ``Binomial(b + c, 1/2)``; the two-sided p-value is twice its tail,
+    at most 1.
+
+    Returns:
+        ``{"n", "a_only", "b_only", "p_value", "difference"}`` with the
+        accuracy difference A - B in [-1, 1].
+    """
+    correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    if correct_a.shape != correct_b.shape:
+        raise ValueError("McNemar's test pairs the same images: got "
+                         f"{correct_a.shape} and {correct_b.shape} results")
+    b = int(np.sum(correct_a & ~correct_b))
+    c = int(np.sum(~correct_a & correct_b))
+    p_value = 1.0 if b + c == 0 else min(1.0, 2.0 * binomial_cdf(min(b, c), b + c, 0.5))
+    return {"n": int(correct_a.size), "a_only": b, "b_only": c, "p_value": p_value,
+            "difference": (b - c) / max(int(correct_a.size), 1)}
+
+
 def format_interval(accuracy, n):
     """``'[low, high]'`` in percent, one decimal: the Wilson 95% interval."""
     low, high = wilson_interval(accuracy, n)

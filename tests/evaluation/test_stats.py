@@ -3,6 +3,7 @@ numbers computed by hand and against scipy."""
 
 import math
 
+import numpy as np
 import pytest
 
 from atalp_keras.evaluation import stats
@@ -41,3 +42,33 @@ def test_significance_depends_on_the_sample_size():
     assert not stats.significantly_lower(0.32, 0.40, 100)
     assert stats.significantly_lower(0.31, 0.40, 100)
     assert math.isclose(stats.count(0.31, 100), 31)
+
+
+def test_mcnemar_exact_by_hand():
+    from atalp_keras.evaluation.stats import mcnemar_exact
+
+    # 10 images: both right on 5, only A on 4, only B on 1, both wrong on 0.
+    a = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0], bool)
+    b = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 1], bool)
+    result = mcnemar_exact(a, b)
+    assert (result["a_only"], result["b_only"], result["n"]) == (4, 1, 10)
+    # P(X <= 1), X ~ Bin(5, 1/2) = (1 + 5) / 32; two-sided: 12/32.
+    assert result["p_value"] == pytest.approx(12 / 32)
+    assert result["difference"] == pytest.approx(0.3)
+    # Agreeing models: p = 1; the discordant split alone matters, not the
+    # images both get right.
+    assert mcnemar_exact(a, a)["p_value"] == 1.0
+    many = mcnemar_exact(np.r_[a, np.ones(1000, bool)], np.r_[b, np.ones(1000, bool)])
+    assert many["p_value"] == pytest.approx(12 / 32)
+    with pytest.raises(ValueError, match="same images"):
+        mcnemar_exact(a, b[:5])
+
+
+def test_records_hold_the_per_image_results():
+    from atalp_keras.evaluation.run import _record
+    from atalp_keras.evaluation.stats import parse_correct
+
+    correct = np.array([True, False, True, True])
+    record = _record({}, "pgd", 0.1, 4, correct, 1.0)
+    assert record["correct"] == "1011" and record["accuracy"] == 0.75
+    np.testing.assert_array_equal(parse_correct(record), correct)
