@@ -412,11 +412,8 @@ def _check_selection(c):
         raise UsageError(
             "awp_warmup_epochs delays the weight perturbation, which is off "
             f"(awp_gamma=0). Received: awp_warmup_epochs={c.awp_warmup_epochs}")
-    if c.awp_gamma and c.method == "standard":
-        raise UsageError(
-            "AWP perturbs the weights against the adversarial loss; method "
-            f"'standard' has none. Received: awp_gamma={c.awp_gamma!r}, "
-            "method='standard'")
+    # AWP without an attack (method 'standard') is refused by compile, which
+    # train() calls before it touches the run folder.
 
 
 def _check_outputs_and_devices(c):

@@ -213,13 +213,12 @@ def _keep_weights(config, parts, run_log, monitor, pipes):
               f"{pipes.num_val_adv} of them attacked")
     if config.keep == "last" or not rows:
         return {"keep": config.keep, "epoch": last, "monitor": None, "value": None,
-                "why": "the last epoch's weights (--keep=last)"}
+                "why": "the last epoch's weights (--keep=last)" if rows else "no epoch ran"}
     scored = [r for r in rows if monitor in r]
     if not scored:
         raise RuntimeError(f"keep='best' found no {monitor!r} in the history: {rows[-1]}")
-    # The first epoch with the highest value: the one RunLog saved as best.keras.
+    # max keeps the first of equal values: the epoch RunLog saved as best.keras.
     best = max(scored, key=lambda r: r[monitor])
-    best = next(r for r in scored if r[monitor] == best[monitor])
     if best["epoch"] != last:
         path = run_log.folder.best_checkpoint
         saved = keras.saving.load_model(path, compile=False)
