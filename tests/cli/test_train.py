@@ -92,7 +92,9 @@ def test_folder_and_idx_datasets_train(tmp_path):
     assert result["dataset"]["num_classes"] == 3
     assert result["dataset"]["input_shape"] == [8, 8, 3]
     assert result["dataset"]["class_names"] == ["class_0", "class_1", "class_2"]
-    assert result["dataset"]["num_train"] + result["dataset"]["num_test"] == 18
+    # 18 images: the test split, the training set and its held-out 10%.
+    assert (result["dataset"]["num_train"] + result["validation"]["n"]
+            + result["dataset"]["num_test"]) == 18
 
     idx = write_idx(tmp_path / "mnist_like")
     result = run_train(quick(tmp_path, "idx_run", f"--dataset=idx:{idx}",
@@ -100,7 +102,8 @@ def test_folder_and_idx_datasets_train(tmp_path):
                              "--max_test_examples=0", "--batch_size=8"))
     assert result["dataset"]["num_classes"] == 4
     assert result["dataset"]["input_shape"] == [8, 8, 1]
-    assert (result["dataset"]["num_train"], result["dataset"]["num_test"]) == (24, 12)
+    assert (result["dataset"]["num_train"] + result["validation"]["n"],
+            result["dataset"]["num_test"]) == (24, 12)
     assert os.path.isdir(os.path.join(result["export_path"], "variables"))
 
 

@@ -52,7 +52,8 @@ def test_validation_split_never_meets_the_training_subset(tmp_path, monkeypatch)
     training.train(training.TrainConfig(
         dataset="digits", method="standard", epochs=1, tiny_widths=(4, 4, 4, 4),
         max_train_examples=limit, eval_pgd_steps=0, export=False, verbose=0, seed=3,
-        model_dir=str(tmp_path / "run")))
+        # As the sweep's models.train_config: its validation is val_idx.
+        validation_split=0.0, keep="last", model_dir=str(tmp_path / "run")))
     trained = seen[-1]
     assert len(trained) == limit and len(val_idx) == info.num_train - limit
     x_val, _ = sweep.validation_arrays(info, val_idx, 0)
