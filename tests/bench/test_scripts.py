@@ -1,7 +1,8 @@
 """The 28x28 bench scripts run end to end at a tiny scale (one or two rounds, few
 images) and write their raw-results JSON: every round, the ratios recomputable
-from them, the command line. Only `step_28x28.py`, the README's headline, runs by
-default; the others trace the Fashion-MNIST backbone many times (--runslow)."""
+from them, the command line. `step_28x28.py` (the README's headline), `fold_eval_28x28.py`
+and `batch_scaling_28x28.py` run by default; the others trace the Fashion-MNIST backbone
+many times (--runslow)."""
 
 import importlib.util
 import json
@@ -69,7 +70,6 @@ def test_batchnorm_units_script(tmp_path):
     assert_ratios_recompute(data, "cpu_ms_per_call", "cpu")
 
 
-@pytest.mark.slow
 def test_batch_scaling_script(tmp_path):
     data = run("batch_scaling_28x28", tmp_path, "--rounds", "1", "--batches", "2,4")
     assert [(r["name"], r["baseline"]) for r in data["ratios"]] == [
@@ -103,7 +103,6 @@ def test_validation_cost_script(tmp_path):
     assert_ratios_recompute(data, "cpu_seconds", "cpu")
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not FMNIST_MODEL.exists(), reason="needs the reproduction's pat model")
 def test_fold_eval_script(tmp_path):
     data = run("fold_eval_28x28", tmp_path, "--model", str(FMNIST_MODEL), "--points", "8",
