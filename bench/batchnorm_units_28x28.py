@@ -10,9 +10,12 @@ weight gradients, SGD update) on B and 2B images; for the fused model also
 `at_alp`'s training pass on the 2B concatenated images (the feature model with
 its stage outputs, two CEs, ALP and AT: ``ATALPModel.compute_terms``). CPU
 milliseconds per call of B = 128 images, medians over interleaved rounds.
+Every round's CPU ms and the paired ratios (fused / Keras BN, folded /
+unfolded, 2B / B, ...) go to ``--out``.
 
     KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=. \\
-        python bench/batchnorm_units_28x28.py --rounds 10
+        python bench/batchnorm_units_28x28.py --rounds 10 \\
+        --out bench/results/batchnorm_units_28x28.json
 """
 
 import argparse
@@ -33,9 +36,17 @@ from atalp_keras.backbones import resnet  # noqa: E402
 from atalp_keras.folding import fold_batchnorm  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from speedlib import timing  # noqa: E402  (round-robin timing shared by the bench)
+from speedlib import record, timing  # noqa: E402  (round-robin timing shared by the bench)
 
 BATCH = 128
+KINDS = ("keras", "fused", "none")
+# (piece, baseline piece) ratios of CPU time, paired per round.
+PAIRS = [(("fused", p), ("keras", p)) for p in ("forward", "attack step", "train pass B",
+                                                 "train pass 2B")]
+PAIRS += [((k, "attack step, folded"), (k, "attack step")) for k in ("keras", "fused")]
+PAIRS += [(("none", "attack step"), ("fused", "attack step"))]
+PAIRS += [((k, "train pass 2B"), (k, "train pass B")) for k in KINDS]
+PAIRS += [(("fused", "at_alp pass 2B"), ("fused", "train pass 2B"))]
 
 
 class _Identity(keras.layers.Layer):
@@ -108,17 +119,19 @@ def pieces(model, x, y, x2, y2):
     return result
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=3, help="calls per timing")
-    args = parser.parse_args()
+    record.add_out_flag(parser, "batchnorm_units_28x28")
+    args = parser.parse_args(argv)
+    run = record.start(None if argv is None else [__file__] + list(argv))
     rng = np.random.default_rng(0)
     x2 = tf.constant(rng.uniform(size=(2 * BATCH, 28, 28, 1)).astype("float32"))
     y2 = tf.constant(rng.integers(0, 10, 2 * BATCH).astype("int32"))
     x, y = x2[:BATCH], y2[:BATCH]
     fns = {}
-    for kind in ("keras", "fused", "none"):
+    for kind in KINDS:
         for piece, fn in pieces(build(kind), x, y, x2, y2).items():
             fns[(kind, piece)] = fn
     def repeated(fn):  # `--calls` calls, then wait for the result
@@ -137,8 +150,18 @@ def main():
     print(f"{'piece':22s} {'keras BN':>9s} {'fused BN':>9s} {'no BN':>9s}")
     for piece in names:
         cells = [f"{statistics.median(cpu[(kind, piece)]):9.1f}" if (kind, piece) in cpu
-                 else f"{'-':>9s}" for kind in ("keras", "fused", "none")]
+                 else f"{'-':>9s}" for kind in KINDS]
         print(f"{piece:22s} {' '.join(cells)}")
+    ratios = record.paired({"cpu": cpu}, PAIRS)
+    print("CPU time ratios, median of per-round ratios [95% bootstrap interval]")
+    for entry in ratios:
+        print(f"  {entry['name']:28s} / {entry['baseline']:28s} {record.format_ratio(entry, 'cpu')}")
+    record.write(args.out, run,
+                 settings={"rounds": args.rounds, "calls": args.calls, "batch": BATCH,
+                           "warmup_rounds": 2, "clock": "process CPU time"},
+                 median_cpu_ms={k: statistics.median(v) for k, v in record.keyed(cpu).items()},
+                 rounds={"cpu_ms_per_call": record.keyed(cpu)}, ratios=ratios)
+    return args.out
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ the same function with each BatchNorm folded into its convolution. This script
 times evaluation attacks on real Fashion-MNIST test images of a trained model
 with the view (``fold``) and with the classifier as it is (``nofold``), in one
 process, round-robin, and checks that both reach the same robust accuracy.
+Every round's wall and CPU seconds, the nofold / fold ratios and the robust
+accuracies go to ``--out``.
 
     KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=. \\
         python bench/fold_eval_28x28.py \\
-        --model runs/fmnist_eps0.1/models/pat/seed0/classifier.keras --points 1000
+        --model runs/fmnist_eps0.1/models/pat/seed0/classifier.keras --points 1000 \\
+        --out bench/results/fold_eval_28x28.json
 
 Needs the Fashion-MNIST files (``apt-get install -y dataset-fashion-mnist``).
 """
@@ -17,7 +20,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,7 +33,7 @@ from atalp_keras.attacks.batching import predict_classes  # noqa: E402
 from atalp_keras.folding import attack_folding  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from speedlib.timing import paired_ratio  # noqa: E402
+from speedlib import record, timing  # noqa: E402
 
 # Attack name -> options beyond eps and seed.
 SETTINGS = {
@@ -41,7 +43,7 @@ SETTINGS = {
 }
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="runs/fmnist_eps0.1/models/pat/seed0/classifier.keras",
                         help="a .keras classifier of 28x28x1 images")
@@ -50,7 +52,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--attacks", default="pgd,apgd-ce",
                         help=f"comma-separated, of: {', '.join(SETTINGS)}")
-    args = parser.parse_args()
+    record.add_out_flag(parser, "fold_eval_28x28")
+    args = parser.parse_args(argv)
+    run_info = record.start(None if argv is None else [__file__] + list(argv))
     unknown = set(args.attacks.split(",")) - set(SETTINGS)
     if unknown:
         parser.error(f"unknown attack(s) {sorted(unknown)}; expected some of {sorted(SETTINGS)}")
@@ -58,41 +62,40 @@ def main():
     info = data.load_dataset("fashion_mnist")
     x, y = data.to_numpy(info.test)
     x, y = x[:args.points], y[:args.points].astype("int32")
-    runs = {}
+    runs, x_adv = {}, {}
     for name in args.attacks.split(","):
         for fold in (True, False):
             attack = get_attack(name, eps=args.eps, seed=0, **SETTINGS[name](args.eps))
+            key = f"{name}/{'fold' if fold else 'nofold'}"
 
-            def run(attack=attack, fold=fold):
+            def run(attack=attack, fold=fold, key=key):
                 with attack_folding(fold):  # read when the attack traces
-                    return attack.perturb(classifier, x, y)
-            runs[(name, fold)] = run
-    for run in runs.values():  # warm-up: traces
-        run()
-    times = {key: [] for key in runs}
-    cpu = {key: [] for key in runs}
-    accuracy = {}
-    for _ in range(args.rounds):
-        for key, run in runs.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            x_adv = run()
-            times[key].append(time.perf_counter() - start)
-            cpu[key].append(time.process_time() - start_cpu)
-            accuracy[key] = float(np.mean(predict_classes(classifier, x_adv) == y))
+                    x_adv[key] = attack.perturb(classifier, x, y)
+            runs[key] = run
+    # One warm-up call each (traces), then round-robin; wall and CPU seconds.
+    series = timing.round_robin_wall_cpu(runs, args.rounds, warmup=1)
+    accuracy = {key: float(np.mean(predict_classes(classifier, images) == y))
+                for key, images in x_adv.items()}  # of the last round
+    ratios = record.paired(series, [(f"{name}/nofold", f"{name}/fold")
+                                    for name in args.attacks.split(",")])
     print(f"{args.model}; first {len(x)} Fashion-MNIST test images, eps {args.eps}, "
           f"{args.rounds} rounds; ratios: median of per-round nofold/fold [95% interval]")
-    print(f"{'attack':9s} {'view':7s} {'wall s':>7s} {'cpu s':>7s} {'robust acc':>10s}  "
-          f"{'nofold / fold (wall)':>22s}  {'nofold / fold (cpu)':>22s}")
-    for (name, fold) in runs:
-        line = (f"{name:9s} {'fold' if fold else 'nofold':7s} "
-                f"{statistics.median(times[(name, fold)]):7.2f} "
-                f"{statistics.median(cpu[(name, fold)]):7.2f} {accuracy[(name, fold)]:10.3f}")
-        if not fold:
-            for series in (times, cpu):
-                median, low, high = paired_ratio(series[(name, False)], series[(name, True)])
-                line += f"  {median:6.3f} [{low:5.3f}, {high:5.3f}]".rjust(24)
-        print(line)
-
+    print(f"{'attack/view':16s} {'wall s':>7s} {'cpu s':>7s} {'robust acc':>10s}")
+    for key in runs:
+        print(f"{key:16s} {statistics.median(series['wall'][key]):7.2f} "
+              f"{statistics.median(series['cpu'][key]):7.2f} {accuracy[key]:10.3f}")
+    for entry in ratios:
+        print(f"{entry['name']:16s} / fold: wall {record.format_ratio(entry, 'wall')}, "
+              f"cpu {record.format_ratio(entry, 'cpu')}")
+    record.write(args.out, run_info,
+                 settings={"model": args.model, "points": len(x), "eps": args.eps,
+                           "rounds": args.rounds, "warmup_rounds": 1,
+                           "attacks": {name: SETTINGS[name](args.eps)
+                                       for name in args.attacks.split(",")}},
+                 robust_accuracy=accuracy,
+                 rounds={"wall_seconds": series["wall"], "cpu_seconds": series["cpu"]},
+                 ratios=ratios)
+    return args.out
 
 if __name__ == "__main__":
     main()

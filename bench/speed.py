@@ -15,6 +15,7 @@ measured results. Examples (from the repository root):
 import dataclasses
 import datetime
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -62,7 +63,8 @@ def main(argv):
     results = run_rows(cfg, rows, settings.row_timeout)
     summary = report.summarize(rows, results, cfg)
     record = {
-        "command": " ".join(["python", "bench/speed.py"] + argv[1:]),
+        # sys.argv, not main's argv: absl has taken the flags out of that one.
+        "command": shlex.join(["python", "bench/speed.py"] + sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "total_seconds": time.time() - started, "machine": report.machine_info(),
         "settings": dataclasses.asdict(settings), "config": cfg,

@@ -16,19 +16,22 @@ Variant names: ``ref`` (the hand-written loop) or a preset (``pat``, ``at_alp``,
 (``clean_metrics=False``), ``_kbn`` (the backbone built with Keras'
 BatchNormalization instead of the fused kernel), ``_nofold`` (the attack calls
 the classifier as it is, not its BatchNorm-folded view), ``_xla`` or ``_bf16``
-(mixed_bfloat16). ``ref_kbn`` and ``ref_xla`` exist for the reference, which
-always attacks the classifier as it is.
+(mixed_bfloat16), ``_awp`` (``awp_gamma=0.01``, no warm-up). ``ref_kbn`` and
+``ref_xla`` exist for the reference, which always attacks the classifier as it is.
+
+Writes every round's wall and CPU seconds, the ratios and the run's command,
+commit, machine and load to ``--out`` (default bench/results/step_28x28.json).
 
     KERAS_BACKEND=tensorflow TF_CPP_MIN_LOG_LEVEL=2 PYTHONPATH=. \
-        python bench/step_28x28.py --model fmnist --rounds 15 --steps 8 \
-        --variants ref,pat,pat_nc,at_alp,pat_nofold,at_alp_nofold
+        python bench/step_28x28.py --model fmnist --rounds 10 --steps 8 \
+        --variants ref,pat,pat_nc,at_alp,pat_awp \
+        --out bench/results/step_fmnist.json
 """
 
 import argparse
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,9 +45,11 @@ from atalp_keras.folding import attack_folding  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from speedlib.reference import reference_pgd_step  # noqa: E402  (the bench's one hand-written loop)
-from speedlib.timing import paired_ratio  # noqa: E402
+from speedlib import record, timing  # noqa: E402
 
 EPS, STEP, PGD_STEPS, BATCH, WIDTHS = 0.1, 0.025, 7, 128, (8, 16, 16, 32)
+AWP_GAMMA = 0.01  # csdongxian/AWP's value for PGD-AT
+SUFFIXES = ("nc", "kbn", "nofold", "xla", "bf16", "awp")
 
 
 MODEL = "tiny"
@@ -72,7 +77,7 @@ def reference(jit_compile, fused_bn=True):
 
 
 def package(method, jit_compile=False, policy=None, clean_metrics=True, fused_bn=True,
-            fold=True):
+            fold=True, awp_gamma=0.0):
     if policy:  # the layers built now compute in `policy` (float32 logits)
         keras.mixed_precision.set_global_policy(policy)
     try:
@@ -81,7 +86,7 @@ def package(method, jit_compile=False, policy=None, clean_metrics=True, fused_bn
         keras.mixed_precision.set_global_policy("float32")
     model.compile(keras.optimizers.SGD(0.05, momentum=0.9), method=method,
                   attack=ak.PGDAttack(EPS, STEP, PGD_STEPS, seed=0), eval_attack=None,
-                  jit_compile=jit_compile, clean_metrics=clean_metrics)
+                  jit_compile=jit_compile, clean_metrics=clean_metrics, awp_gamma=awp_gamma)
 
     def run(ds):
         with attack_folding(fold):  # read when fit traces the step
@@ -94,7 +99,7 @@ def builder(name):
     base, *suffixes = name.split("_")
     if base == "at":  # at_alp
         base, suffixes = "at_alp", suffixes[1:]
-    unknown = set(suffixes) - {"nc", "kbn", "nofold", "xla", "bf16"}
+    unknown = set(suffixes) - set(SUFFIXES)
     if unknown or base not in ("ref", "pat", "at_alp", "alp", "fast", "trades") \
             or (base == "ref" and set(suffixes) - {"kbn", "xla"}):
         raise SystemExit(f"Unknown variant {name!r}; see --help.")
@@ -103,7 +108,7 @@ def builder(name):
         return reference(**options)
     return package(base, policy="mixed_bfloat16" if "bf16" in suffixes else None,
                    clean_metrics="nc" not in suffixes, fold="nofold" not in suffixes,
-                   **options)
+                   awp_gamma=AWP_GAMMA if "awp" in suffixes else 0.0, **options)
 
 
 def baseline(name):
@@ -112,7 +117,25 @@ def baseline(name):
     return "_".join(["ref"] + suffixes)
 
 
-def main():
+def pairs_of(names):
+    """``(variant, baseline)`` pairs among ``names``: each variant against its
+    reference loop; ``at_alp*`` against ``pat`` with the same suffixes (the
+    issue's second target); a variant with a lever suffix (``_nc``, ``_nofold``,
+    ``_xla``, ``_bf16``, ``_awp``, or ``_kbn_nofold``: the package as it was before
+    session 8) against the same variant without it."""
+    pairs = [(name, baseline(name)) for name in names]
+    pairs += [(name, "pat" + name[len("at_alp"):]) for name in names if name.startswith("at_alp")]
+    pairs += [(name, name.replace(f"_{suffix}", "")) for name in names
+              for suffix in ("nc", "kbn_nofold", "nofold", "xla", "bf16", "awp")
+              if f"_{suffix}" in name]
+    kept = []
+    for name, base in pairs:
+        if base != name and base in names and (name, base) not in kept:
+            kept.append((name, base))
+    return kept
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8)
@@ -120,7 +143,9 @@ def main():
                         help="comma-separated variant names (module docstring)")
     parser.add_argument("--model", choices=("tiny", "fmnist"), default="tiny",
                         help="tiny ResNet (widths 8,16,16,32) or the Fashion-MNIST backbone")
-    args = parser.parse_args()
+    record.add_out_flag(parser, "step_28x28")
+    args = parser.parse_args(argv)
+    run = record.start(None if argv is None else [__file__] + list(argv))
     global MODEL
     MODEL = args.model
     rng = np.random.default_rng(0)
@@ -130,32 +155,31 @@ def main():
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).cache()
     names = args.variants.split(",")
     runs = {name: builder(name) for name in names}
-    times = {name: [] for name in names}
-    cpu = {name: [] for name in names}  # this process's CPU seconds: steadier under load
-    for round_ in range(args.rounds + 1):  # round 0 warms up (traces, compiles)
-        for name in names:
-            start, start_cpu = time.perf_counter(), time.process_time()
-            runs[name](ds)
-            if round_:
-                times[name].append(time.perf_counter() - start)
-                cpu[name].append(time.process_time() - start_cpu)
+    # One warm-up round (traces, compiles), then round-robin; wall and CPU seconds.
+    series = timing.round_robin_wall_cpu({name: lambda r=r: r(ds) for name, r in runs.items()},
+                                         args.rounds, warmup=1)
+    ratios = record.paired(series, pairs_of(names))
     print(f"{args.model}; {args.rounds} rounds x {args.steps} steps of {BATCH} images; "
           "time ratios are medians of per-round ratios [95% bootstrap interval]")
-    print(f"{'variant':12s} {'img/s':>7s} {'cpu s':>6s}  {'time / baseline (wall)':>24s}  "
+    print(f"{'variant':16s} {'img/s':>7s} {'cpu s':>6s}  {'time / baseline (wall)':>24s}  "
           f"{'time / baseline (cpu)':>24s}  baseline")
-    pairs = [(name, baseline(name)) for name in names]
-    # at_alp against pat with the same suffixes (the issue's second target).
-    pairs += [(name, "pat" + name[len("at_alp"):]) for name in names
-              if name.startswith("at_alp") and "pat" + name[len("at_alp"):] in times]
-    for name, base in pairs:
-        def ratio(series):
-            if base not in series or base == name:
-                return f"{'-':>24s}"
-            median, low, high = paired_ratio(series[name], series[base])
-            return f"{median:6.3f} [{low:5.3f}, {high:5.3f}]".rjust(24)
-        speed = n / statistics.median(times[name])
-        print(f"{name:12s} {speed:7.0f} {statistics.median(cpu[name]):6.2f}  "
-              f"{ratio(times)}  {ratio(cpu)}  {base}")
+    for name in names:
+        print(f"{name:16s} {n / statistics.median(series['wall'][name]):7.0f} "
+              f"{statistics.median(series['cpu'][name]):6.2f}")
+    for entry in ratios:
+        print(f"{entry['name']:16s} {'':7s} {'':6s}  {record.format_ratio(entry, 'wall'):>24s}  "
+              f"{record.format_ratio(entry, 'cpu'):>24s}  {entry['baseline']}")
+    record.write(args.out, run,
+                 settings={"model": args.model, "rounds": args.rounds, "steps": args.steps,
+                           "batch": BATCH, "eps": EPS, "step_size": STEP,
+                           "pgd_steps": PGD_STEPS, "awp_gamma": AWP_GAMMA,
+                           "variants": names, "warmup_rounds": 1},
+                 images_per_round=n,
+                 images_per_second={name: n / statistics.median(t)
+                                    for name, t in series["wall"].items()},
+                 rounds={"wall_seconds": series["wall"], "cpu_seconds": series["cpu"]},
+                 ratios=ratios)
+    return args.out
 
 
 if __name__ == "__main__":

@@ -48,6 +48,26 @@ def round_robin(fns, keep_going, warmup=0, clock=time.perf_counter):
     return times
 
 
+def round_robin_wall_cpu(fns, rounds, warmup=1):
+    """`round_robin` over ``rounds`` rounds timing each call twice: wall seconds
+    and this process's CPU seconds (steadier when other processes share the cores).
+
+    Returns ``{"wall": {name: [seconds per round]}, "cpu": {name: [...]}}``.
+    """
+    cpu = {name: [] for name in fns}
+
+    def with_cpu(name, fn):
+        def run():
+            start = time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - start)
+        return run
+
+    wall = round_robin({name: with_cpu(name, fn) for name, fn in fns.items()},
+                       fixed_rounds(rounds), warmup=warmup)
+    return {"wall": wall, "cpu": {name: values[warmup:] for name, values in cpu.items()}}
+
+
 def interleaved_medians(fns, min_seconds=1.0, min_rounds=7, max_rounds=500, warmup=2,
                         clock=time.perf_counter):
     """Median time of each function over round-robin rounds: at least
