@@ -282,8 +282,10 @@ def accuracy_vs_eps_figure(records, title=None):
 
     Args:
         records: Dicts with ``attack``, ``eps`` and ``accuracy`` (a fraction);
-            optionally ``model`` (or ``target``) naming the evaluated model.
-            Records at ``eps == 0`` (clean accuracy) are allowed.
+            optionally ``model`` (or ``target``) naming the evaluated model,
+            and ``threat_model`` / ``source`` (a transfer attack gets its own
+            line, ``"attack (from source)"``). Records at ``eps == 0`` (clean
+            accuracy) are allowed.
         title: Optional figure title.
 
     Returns:
@@ -301,7 +303,10 @@ def accuracy_vs_eps_figure(records, title=None):
 
     def label(record):
         model = record.get("model", record.get("target"))
-        return f"{model} / {record['attack']}" if model else str(record["attack"])
+        attack = str(record["attack"])
+        if record.get("threat_model") == "transfer":  # not on the white-box line
+            attack += f" (from {record.get('source', 'source')})"
+        return f"{model} / {attack}" if model else attack
 
     fig = Figure(figsize=(6.0, 4.0), dpi=100)
     ax = fig.subplots()

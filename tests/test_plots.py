@@ -29,6 +29,17 @@ def test_accuracy_vs_eps_shows_one_line_per_model_and_attack():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["m / pgd", "m / fgsm", "pgd"]
 
 
+def test_accuracy_vs_eps_keeps_transferred_attacks_apart():
+    white = {"model": "m", "attack": "pgd", "threat_model": "white-box"}
+    moved = dict(white, threat_model="transfer", source="g")
+    fig = plots.accuracy_vs_eps_figure([dict(white, eps=0.1, accuracy=0.2),
+                                        dict(moved, eps=0.1, accuracy=0.6),
+                                        dict(white, eps=0.2, accuracy=0.1),
+                                        dict(moved, eps=0.2, accuracy=0.5)])
+    assert_lines(fig.axes[0], {"m / pgd": ([0.1, 0.2], [20, 10]),
+                               "m / pgd (from g)": ([0.1, 0.2], [60, 50])})
+
+
 def test_plot_accuracy_vs_eps_writes_the_figure(tmp_path):
     path = plots.plot_accuracy_vs_eps(_eps_records(), str(tmp_path / "sub" / "eps.png"))
     with open(path, "rb") as handle:
