@@ -3,7 +3,9 @@ and the accuracy-vs-eps curves of the evaluation.
 
 Figures are built on ``matplotlib.figure.Figure`` directly (the Agg canvas, no
 ``pyplot``), so nothing here changes the global backend or needs a display.
-Every function writes one image file and returns its path.
+Each figure has a builder returning the `Figure` (``*_figure``: its artists
+hold the plotted values, to inspect or restyle) and a ``plot_*`` function that
+builds it, writes one image file and returns its path.
 """
 
 import os
@@ -81,8 +83,8 @@ def _draw_model_rows(rows, model, images, stage_names, labels, class_names):
                     ax.set_title(f"{stage_names[s]} {kind}", fontsize=8)
 
 
-def plot_attention_grid(images, models, path, labels=None, class_names=None,
-                        title=None, short_stage_names=True):
+def attention_grid_figure(images, models, labels=None, class_names=None, title=None,
+                          short_stage_names=True):
     """Clean and adversarial attention maps per stage (Figures 1 and 4).
 
     Rows are images, grouped by model (models stacked top to bottom). Columns:
@@ -98,14 +100,13 @@ def plot_attention_grid(images, models, path, labels=None, class_names=None,
             ``stage_names``; ``maps`` and ``maps_adv`` (lists, per stage, of
             ``(N, h, w)`` maps from ``analysis.attention_maps``); ``pred`` and
             ``pred_adv`` (``(N,)`` predicted classes).
-        path: Image file to write (``.png``, ``.pdf``, ...).
         labels: Optional ``(N,)`` true labels.
         class_names: Optional names of the classes.
         title: Optional figure title.
         short_stage_names: Show ``conv2_block1_out`` as ``conv2_x``.
 
     Returns:
-        ``path``.
+        The `Figure`: ``fig.axes`` row by row, ``2 + 2 * stages`` per row.
     """
     images = np.asarray(images, np.float32)
     if images.ndim != 4 or not len(images):
@@ -130,7 +131,15 @@ def plot_attention_grid(images, models, path, labels=None, class_names=None,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def plot_attention_grid(images, models, path, labels=None, class_names=None,
+                        title=None, short_stage_names=True):
+    """Writes `attention_grid_figure` to ``path`` (``.png``, ``.pdf``, ...);
+    returns ``path``."""
+    return _save(attention_grid_figure(images, models, labels, class_names, title,
+                                       short_stage_names), path)
 
 
 def _accuracy_axes(ax, xlabel):
@@ -165,18 +174,18 @@ def _iteration_label(record):
     return f"{target} <- {source}" if target else f"from {source}"
 
 
-def plot_accuracy_vs_iterations(records, path, title=None):
+def accuracy_vs_iterations_figure(records, title=None):
     """Robust accuracy against PGD iterations, one panel per eps (Figure 3).
 
     Args:
         records: Dicts from ``analysis.robust_accuracy_vs_iterations`` (keys
             ``eps``, ``num_steps``, ``accuracy``, ``setting``, ``source``,
             ``target``); one line per (target, source).
-        path: Image file to write.
         title: Optional figure title.
 
     Returns:
-        ``path``.
+        The `Figure`: one axes per eps (increasing), one line per (target,
+        source) with the accuracies in percent.
     """
     records = _nonempty(records)
     by_eps = _group(records, lambda r: float(r["eps"]))
@@ -201,22 +210,27 @@ def plot_accuracy_vs_iterations(records, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_loss_landscape(landscapes, path, kind="surface", share_z=True, title=None):
+def plot_accuracy_vs_iterations(records, path, title=None):
+    """Writes `accuracy_vs_iterations_figure` to ``path``; returns ``path``."""
+    return _save(accuracy_vs_iterations_figure(records, title), path)
+
+
+def loss_landscape_figure(landscapes, kind="surface", share_z=True, title=None):
     """Loss surfaces ``z(a, b)`` per model, side by side (Figure 6).
 
     Args:
         landscapes: Dict ``model name -> (a, b, z)`` from
             ``analysis.loss_landscape`` (``z`` of shape ``(len(a), len(b))``).
-        path: Image file to write.
         kind: ``"surface"`` (3-D) or ``"contour"`` (filled contours).
         share_z: Use one loss scale for all models so they compare directly.
         title: Optional figure title.
 
     Returns:
-        ``path``.
+        The `Figure`: one axes per model, in the order of ``landscapes``
+        (contour plots add one colorbar axes after each).
     """
     if kind not in ("surface", "contour"):
         raise ValueError(f"`kind` must be 'surface' or 'contour'. Received: kind={kind!r}")
@@ -255,21 +269,28 @@ def plot_loss_landscape(landscapes, path, kind="surface", share_z=True, title=No
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_accuracy_vs_eps(records, path, title=None):
+def plot_loss_landscape(landscapes, path, kind="surface", share_z=True, title=None):
+    """Writes `loss_landscape_figure` to ``path``; returns ``path``."""
+    return _save(loss_landscape_figure(landscapes, kind, share_z, title), path)
+
+
+def accuracy_vs_eps_figure(records, title=None):
     """Accuracy against the perturbation size, one line per (model, attack).
 
     Args:
         records: Dicts with ``attack``, ``eps`` and ``accuracy`` (a fraction);
-            optionally ``model`` (or ``target``) naming the evaluated model.
-            Records at ``eps == 0`` (clean accuracy) are allowed.
-        path: Image file to write.
+            optionally ``model`` (or ``target``) naming the evaluated model,
+            and ``threat_model`` / ``source`` (a transfer attack gets its own
+            line, ``"attack (from source)"``). Records at ``eps == 0`` (clean
+            accuracy) are allowed.
         title: Optional figure title.
 
     Returns:
-        ``path``.
+        The `Figure`: one axes, one line per ``"model / attack"`` with the
+        accuracies in percent at increasing eps.
     """
     records = _nonempty(records)
     for record in records:
@@ -282,7 +303,10 @@ def plot_accuracy_vs_eps(records, path, title=None):
 
     def label(record):
         model = record.get("model", record.get("target"))
-        return f"{model} / {record['attack']}" if model else str(record["attack"])
+        attack = str(record["attack"])
+        if record.get("threat_model") == "transfer":  # not on the white-box line
+            attack += f" (from {record.get('source', 'source')})"
+        return f"{model} / {attack}" if model else attack
 
     fig = Figure(figsize=(6.0, 4.0), dpi=100)
     ax = fig.subplots()
@@ -294,4 +318,9 @@ def plot_accuracy_vs_eps(records, path, title=None):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
+
+
+def plot_accuracy_vs_eps(records, path, title=None):
+    """Writes `accuracy_vs_eps_figure` to ``path``; returns ``path``."""
+    return _save(accuracy_vs_eps_figure(records, title), path)

@@ -28,6 +28,7 @@ import evaluate  # noqa: E402
 from atalp_keras import artifacts, cli  # noqa: E402
 from atalp_keras.cli import train  # noqa: E402
 
+from figure_checks import assert_lines, saved_figures  # noqa: E402,F401 (a fixture)
 from train_runs import (EVAL_CONFIGS, TINY, env, parse, quick, read_json,  # noqa: E402
                         run_evaluate, run_train, script, write_image_folder)
 
@@ -216,7 +217,7 @@ def _save_classifier(path, seed, input_shape=(8, 8, 1), classes=10):
     return str(path)
 
 
-def test_evaluate_transfer_audit_and_plot(tmp_path, capsys):
+def test_evaluate_transfer_audit_and_plot(tmp_path, capsys, saved_figures):
     target = _save_classifier(tmp_path / "target.keras", 0)
     gray = _save_classifier(tmp_path / "gray.keras", 1)
     out_dir = tmp_path / "eval"
@@ -230,6 +231,17 @@ def test_evaluate_transfer_audit_and_plot(tmp_path, capsys):
         [("pgd", 0.1, "gray"), ("pgd", 0.2, "gray")]
     assert all(r["max_perturbation"] <= r["eps"] + 1e-6 for r in transfer)
     assert (out_dir / "accuracy_vs_eps.png").stat().st_size > 1000
+    # The figure shows results.json's accuracies: clean at eps 0, then one
+    # line per attack and threat model (not the worst case).
+    written = read_json(out_dir / "results.json")
+    (ax,) = saved_figures["accuracy_vs_eps.png"].axes
+    acc = {(r["attack"], r.get("source"), r["eps"]): 100 * r["accuracy"] for r in written}
+    assert_lines(ax, {
+        "target / none": ([0.0], [acc["none", None, 0.0]]),
+        "target / fgsm": ([0.1, 0.2], [acc["fgsm", None, 0.1], acc["fgsm", None, 0.2]]),
+        "target / pgd": ([0.1, 0.2], [acc["pgd", None, 0.1], acc["pgd", None, 0.2]]),
+        "target / pgd (from gray)": ([0.1, 0.2], [acc["pgd", "gray", 0.1],
+                                                  acc["pgd", "gray", 0.2]])})
     checks = read_json(out_dir / "audit.json")
     names = [c["check"] for c in checks]
     assert names[:2] == ["perturbation_bounds", "gradient_free_vs_white_box"]

@@ -12,7 +12,7 @@ import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
 import atalp_keras as ak  # noqa: E402
-from atalp_keras import folding  # noqa: E402
+from atalp_keras import attacks, folding  # noqa: E402
 from atalp_keras.attacks.primitives import model_logits  # noqa: E402
 
 
@@ -103,7 +103,7 @@ def test_pairs_that_cannot_be_folded_are_left_as_they_are():
     assert folding.attack_view(sequential) is sequential
 
 
-def test_every_attack_calls_the_folded_view():
+def test_model_logits_calls_the_folded_view():
     model = ak.tiny_resnet((8, 8, 1), 10, widths=(4, 8, 8, 16))
     _randomise_batchnorms(model, seed=5)
     calls = []
@@ -117,6 +117,46 @@ def test_every_attack_calls_the_folded_view():
         assert calls
     finally:
         view.call = original_call
+
+
+# The smallest settings of each registered attack (a new attack needs a line).
+TINY_ATTACKS = {
+    "fgsm": {}, "pgd": {"num_steps": 1}, "trades": {"num_steps": 1},
+    "apgd-ce": {"num_steps": 2}, "apgd-dlr": {"num_steps": 2},
+    "apgd-t": {"num_steps": 2, "n_target_classes": 1},
+    "fab-t": {"num_steps": 2, "n_target_classes": 1}, "square": {"n_queries": 3},
+    "rays": {"n_queries": 4},
+    "autoattack": {"num_steps": 2, "n_target_classes": 1, "n_queries": 3},
+    "autoattack-fast": {"num_steps": 2, "n_target_classes": 1, "n_queries": 3},
+}
+
+
+@pytest.mark.parametrize("name", sorted(attacks.ATTACKS))
+def test_every_attack_calls_the_folded_view_never_the_classifier(name):
+    """Every attack in the registry reaches the classifier only through its
+    folded view: the view is called, the classifier itself never."""
+    assert name in TINY_ATTACKS, f"{name!r} has no entry in TINY_ATTACKS"
+    model = ak.tiny_resnet((8, 8, 1), 10, widths=(4, 8, 8, 16))
+    _randomise_batchnorms(model, seed=5)
+    view = folding.attack_view(model)
+    assert view is not model
+    calls = {"view": 0, "classifier": 0}
+
+    def counting(which, call):
+        def counted(*args, **kwargs):
+            calls[which] += 1
+            return call(*args, **kwargs)
+        return counted
+    view.call = counting("view", view.call)
+    model.call = counting("classifier", model.call)
+    attack = attacks.get_attack(name, eps=0.1, seed=0, **TINY_ATTACKS[name])
+    x = _images(n=4).numpy()
+    # Labelled by the model's own predictions: every image is attacked (a
+    # misclassified one is skipped by most attacks).
+    y = np.argmax(model.predict(x, verbose=0), -1).astype("int32")
+    calls["classifier"] = 0
+    attack.run(model, x, y, batch_size=4)
+    assert calls["view"] > 0 and calls["classifier"] == 0, calls
 
 
 def test_mixed_precision_fold_stays_close():

@@ -13,8 +13,10 @@ import pytest
 from absl import flags
 
 from analysis import helpers
+from atalp_keras.analysis import attention_maps, upsample_to
 from atalp_keras.cli import analyze as cli_analyze
 from atalp_keras.data import load_dataset, to_numpy
+from figure_checks import assert_lines, saved_figures, shown_image, surface_quad_means  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,7 +42,7 @@ def _run(argv):
     cli_analyze.execute(["analyze.py"] + argv, FLAG_VALUES)
 
 
-def test_cli_attention(model_files, tmp_path, capsys):
+def test_cli_attention(model_files, tmp_path, capsys, saved_figures):
     out = tmp_path / "attention"
     _run(["attention", f"--models={model_files['target']},{model_files['gray']}",
           "--num_images=2", "--eps=0.2", "--num_steps=3", f"--out={out}"])
@@ -48,12 +50,34 @@ def test_cli_attention(model_files, tmp_path, capsys):
     summary = json.loads((out / "attention.json").read_text())
     assert [m["model"] for m in summary["models"]] == ["target", "gray"]
     assert len(summary["models"][0]["pred_adv"]) == 2
+    # The figure: per model and image, the test image and its PGD twin (within
+    # eps), each model's own maps of both, and its predictions of both.
+    x, y = to_numpy(load_dataset("digits", seed=0).test, limit=2)
+    assert summary["labels"] == y.tolist()
+    axes = np.array(saved_figures["attention.png"].axes).reshape(4, 2 + 2 * 4)
+    for m, name in enumerate(["target", "gray"]):
+        model = keras.models.load_model(model_files[name])
+        for i in range(2):
+            row = axes[2 * m + i]
+            np.testing.assert_array_equal(shown_image(row[0]), x[i, ..., 0])
+            x_adv = np.asarray(shown_image(row[1]))[None, ..., None]
+            assert 0 < np.max(np.abs(x_adv[0] - x[i])) <= 0.2 + 1e-6
+            pred = np.argmax(model(np.stack([x[i], x_adv[0]]), training=False), -1)
+            assert [pred[0], pred[1]] == [summary["models"][m]["pred"][i],
+                                          summary["models"][m]["pred_adv"][i]]
+            assert (row[0].get_title(), row[1].get_title()) == (
+                f"clean: pred {pred[0]}", f"adv: pred {pred[1]}")
+            for k, image in enumerate((x[i:i + 1], x_adv)):
+                maps = attention_maps(model, image)
+                for s, stage in enumerate(maps):
+                    np.testing.assert_allclose(shown_image(row[2 + 2 * s + k], 1),
+                                               upsample_to(stage, (8, 8))[0], atol=1e-5)
     assert "--eps=0.2" in (out / "flags.txt").read_text()
     assert (out / "git_commit.txt").exists()
     assert "wrote" in capsys.readouterr().out
 
 
-def test_cli_iterations(model_files, tmp_path):
+def test_cli_iterations(model_files, tmp_path, saved_figures):
     out = tmp_path / "iterations"
     _run(["iterations", f"--model={model_files['target']}",
           f"--source_models={model_files['gray']},{model_files['black']}",
@@ -65,9 +89,18 @@ def test_cli_iterations(model_files, tmp_path):
     assert {r["eps"] for r in records} == {0.1, 0.25}
     assert len((out / "iterations.csv").read_text().strip().splitlines()) == 1 + 18
     assert (out / "iterations.png").stat().st_size > 0
+    # One panel per eps, one line per source: the accuracies of iterations.json.
+    labels = {"target": "target (white-box)", "gray": "target <- gray",
+              "black": "target <- black"}
+    for ax, eps in zip(saved_figures["iterations.png"].axes, (0.1, 0.25)):
+        assert ax.get_title().startswith(f"eps = {eps:g} ")
+        assert_lines(ax, {labels[source]: ([1, 2, 4], [
+            100 * r["accuracy"] for k in (1, 2, 4) for r in records
+            if (r["eps"], r["source"], r["num_steps"]) == (eps, source, k)])
+            for source in labels})
 
 
-def test_cli_landscape_keras_and_saved_model(model_files, tmp_path):
+def test_cli_landscape_keras_and_saved_model(model_files, tmp_path, saved_figures):
     out = tmp_path / "landscape"
     _run(["landscape", f"--models={model_files['target']},{model_files['saved_model']}",
           "--num_images=2", "--grid_points=5", "--eps_max=0.2", f"--out={out}"])
@@ -78,6 +111,14 @@ def test_cli_landscape_keras_and_saved_model(model_files, tmp_path):
     arrays = np.load(out / "landscape.npz")
     assert arrays["z_target"].shape == (5, 5)
     assert (out / "landscape.png").stat().st_size > 0
+    # One surface per model, its height the losses landscape.npz holds.
+    names = [keras_model["model"], served["model"]]
+    panels = saved_figures["landscape.png"].axes
+    assert [ax.get_title() for ax in panels] == names
+    for ax, name in zip(panels, names):
+        np.testing.assert_allclose(ax.collections[0].get_array(),
+                                   surface_quad_means(arrays[f"z_{name}"]), rtol=1e-6)
+        np.testing.assert_allclose(ax.xy_dataLim.intervalx, arrays["grid"][[0, -1]])
 
 
 def test_cli_key_regions(model_files, digits, tmp_path, capsys):

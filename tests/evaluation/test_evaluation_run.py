@@ -43,6 +43,44 @@ def test_evaluate_model_records(tiny_problem, capsys):
     assert transfer[1]["source"] == "other"
 
 
+def _hand_made_1_pixel_classifier():
+    """Two classes on one pixel x: logit(1) - logit(0) = d(x), piecewise
+    linear with d(0) = -0.15, d(0.2) = 0.1, d(0.4) = -0.3, d(1) = 0.3
+    (slopes +1.25, -2, +1)."""
+    inputs = keras.Input((1, 1, 1))
+    hidden = keras.layers.Dense(3, activation="relu")(keras.layers.Flatten()(inputs))
+    outputs = keras.layers.Dense(2)(hidden)
+    model = keras.Model(inputs, outputs)
+    # hidden: relu(x), relu(x - 0.2), relu(x - 0.4); d = 1.25 h0 - 3.25 h1 + 3 h2 - 0.15.
+    model.layers[2].set_weights([np.ones((1, 3), np.float32),
+                                 np.array([0.0, -0.2, -0.4], np.float32)])
+    slopes = np.array([1.25, -3.25, 3.0], np.float32)
+    model.layers[3].set_weights([np.stack([-slopes / 2, slopes / 2], -1),
+                                 np.array([0.075, -0.075], np.float32)])
+    return model
+
+
+def test_the_worst_case_is_per_image_not_the_lowest_accuracy():
+    """FGSM (one step of eps 0.4) and PGD (one step of 0.1, no random start)
+    fool different images, so the per-image worst case (0.25) is below both
+    accuracies (0.5). Hand-computed on d(x):
+      A x=0.55 y=0: d=-0.15; FGSM -> 0.95, d=+0.25 fooled; PGD -> 0.65, d=-0.05 not.
+      B x=0.30 y=0: d=-0.10; FGSM -> 0 (clipped), d=-0.15 not; PGD -> 0.2, d=+0.1 fooled.
+      C x=0.00 y=0: d=-0.15; FGSM -> 0.4, d=-0.3 not; PGD -> 0.1, d=-0.025 not.
+      D x=0.45 y=1: d=-0.25, a clean mistake that stays one.
+    """
+    model = _hand_made_1_pixel_classifier()
+    x = np.array([0.55, 0.3, 0.0, 0.45], np.float32).reshape(4, 1, 1, 1)
+    y = np.array([0, 0, 0, 1], np.int32)
+    d = model.predict(x, verbose=0) @ np.array([-1.0, 1.0])
+    np.testing.assert_allclose(d, [-0.15, -0.1, -0.15, -0.25], atol=1e-6)
+    suite = [attacks.FGSMAttack(0.4), attacks.PGDAttack(0.4, step_size=0.1, num_steps=1,
+                                                        random_start=False)]
+    records = evaluation.evaluate_model(model, x, y, suite, verbose=0)
+    accuracy = {r["attack"]: r["accuracy"] for r in records}
+    assert accuracy == {"none": 0.75, "fgsm": 0.5, "pgd": 0.5, "worst-case": 0.25}
+
+
 def test_records_carry_the_attacks_extras_and_real_steps(tiny_problem, capsys):
     model, x, y = tiny_problem
     suite = [attacks.AutoAttack(0.3, version="fast", num_steps=3, n_target_classes=2, seed=0),

@@ -20,10 +20,10 @@ def model():
 def test_a_third_fit_with_another_label_dtype_and_shape_works(model, digits):
     x, y = digits[0][:32], digits[1][:32]
     model.fit(x, y.astype("int32"), batch_size=16, verbose=0)
-    try:  # (N, 1) labels: refused now; a crash-causing retrace before
+    # (N, 1) labels are refused with a hint (they caused a crashing retrace
+    # before); the refusal must leave the model usable for the next fits.
+    with pytest.raises(UsageError, match=r"reshape\(-1\)"):
         model.fit(x, y[:, None].astype("int64"), batch_size=16, verbose=0)
-    except ValueError:
-        pass
     model.fit(x, y.astype("float32"), batch_size=8, verbose=0)
     assert np.isfinite(model.fit(x, y.astype("int64"), verbose=0).history["loss"][-1])
 

@@ -54,3 +54,24 @@ def test_autoattack_gradient_stages_and_the_masking_sentence():
     values = per_model_values(result, (0.3,))
     run["agg"] = report.aggregate([("pat", values)], ["pat"], 1000)
     assert "not below them beyond the noise" in discussion.masking(run, 200)
+
+
+def test_the_worst_case_is_per_image_not_the_lowest_accuracy():
+    """Five images at eps 0.1: PGD fools image 0, Square image 1, AutoAttack
+    images 0 and 2; image 3 is a clean mistake. Only image 4 survives
+    everything: the worst case is 1/5, below the lowest accuracy (2/5)."""
+    from atalp_keras.reproduction.evaluate import per_model_values
+
+    def part(correct):
+        return {"value": {"accuracy": sum(correct) / len(correct), "correct": correct}}
+    result = {"parts": {"clean": part([1, 1, 1, 0, 1]),
+                        "pgd@0.1": part([0, 1, 1, 0, 1]),
+                        "square@0.1": part([1, 0, 1, 0, 1]),
+                        "autoattack@0.1": part([0, 1, 0, 0, 1]),
+                        "pgd@0.2": part([0, 1, 0, 0, 0]),
+                        "square@0.2": part([1, 0, 0, 0, 0])}}
+    values = per_model_values(result, (0.1, 0.2))
+    assert (values[("pgd", 0.1)], values[("square", 0.1)],
+            values[("autoattack", 0.1)]) == (0.6, 0.6, 0.4)
+    assert values[("worst-case", 0.1)] == 0.2
+    assert values[("worst-case", 0.2)] == 0.0  # each fools what the other leaves
