@@ -24,18 +24,18 @@ if _REPO not in sys.path:
 from absl import flags  # noqa: E402
 
 from atalp_keras import cli  # noqa: E402
-from atalp_keras.reproduction import settings  # noqa: E402
+from atalp_keras.cli import reproduce  # noqa: E402
 
 PROGRAM = "experiments/reproduce.py"
 FLAGS = flags.FLAGS
-NAMES = settings.define_all_flags(FLAGS)
+NAMES = reproduce.define_all_flags(FLAGS)
 
 
 def main(argv):
     del argv
     from atalp_keras.reproduction import pipeline
 
-    s = settings.settings_from_flags(FLAGS, NAMES[0])
+    s = reproduce.settings_from_flags(FLAGS, NAMES[0])
     command = ["python", PROGRAM] + [shlex.quote(a) for a in sys.argv[1:]]
     pipeline.run(s, command, cli.flags_to_text(FLAGS, NAMES[0] + NAMES[1]))
 

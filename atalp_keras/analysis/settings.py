@@ -3,7 +3,7 @@
 A setting used by several commands (``models``, ``eps``, ``num_images``, ...)
 lives in one small group below; each command's dataclass combines the groups
 it reads. Field metadata (``help``, ``lower_bound``, ``choices``, ``parser``)
-is what `atalp_keras.cli.common.define_flags` turns into the absl flags of
+is what the command line's ``define_flags`` turns into the absl flags of
 ``analyze.py``, so a new setting is one field with its help text. The
 ``__post_init__`` checks raise `UsageError` naming the flag.
 
@@ -15,7 +15,7 @@ trained against. ``seed`` is only the attack's seed.
 import dataclasses
 from typing import Optional
 
-from atalp_keras.cli.common import parse_eps, parse_image_size
+from atalp_keras.parsing import parse_eps, parse_image_size
 from atalp_keras.errors import UsageError
 
 

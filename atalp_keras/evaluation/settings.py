@@ -9,7 +9,7 @@ A value left None is filled from the model card of the evaluated model
 import dataclasses
 from typing import Optional
 
-from atalp_keras.cli.common import parse_eps, parse_image_size
+from atalp_keras.parsing import parse_eps, parse_image_size
 from atalp_keras.errors import UsageError
 
 

@@ -1,9 +1,9 @@
 """The settings of one reproduction run, each declared once.
 
 `Settings` holds what the reproduction itself decides (methods, seeds,
-sources, sweep, attacks, figures, outputs); its flags are generated from the
-field metadata by `atalp_keras.cli.define_flags`. The training recipe shared
-by every model is not restated here: it is a dict of `TrainConfig` field
+sources, sweep, attacks, figures, outputs); the command line
+(``experiments/reproduce.py``) generates its flags from the field metadata.
+The training recipe shared by every model is not restated here: it is a dict of `TrainConfig` field
 names (``Settings.recipe``), filled from the preset and from one generated
 flag per name in `RECIPE_FIELDS`, and passed through to `TrainConfig` by name.
 """
@@ -12,6 +12,7 @@ import dataclasses
 import typing
 
 from atalp_keras.errors import UsageError
+from atalp_keras.parsing import parse_eps, parse_fraction, parse_image_size
 
 # TrainConfig fields a reproduction recipe may set (shared by every model).
 RECIPE_FIELDS = ("dataset", "data_dir", "image_size", "data_seed", "model", "tiny_widths",
@@ -26,15 +27,7 @@ def _f(default, help_text, **meta):
     return dataclasses.field(default=default, metadata=meta)
 
 
-def _eps(text, name):
-    from atalp_keras.cli import parse_eps
-
-    return parse_eps(text, name)
-
-
 def _radius(text):
-    from atalp_keras.cli import parse_eps
-
     return parse_eps(text, "eps")
 
 
@@ -96,7 +89,7 @@ class Settings:
     rays_queries: int = _f(1000, "RayS label queries per image.", lower_bound=1)
     audit: bool = _f(False, "Run the gradient-masking audit on every main model.")
     iterations: tuple = _f((), "PGD iterations of the white/gray/black-box curves.", item=int)
-    iter_step_size: float = _f(1 / 256, "PGD step of those curves.", parser=_eps)
+    iter_step_size: float = _f(1 / 256, "PGD step of those curves.", parser=parse_eps)
     curve_eps: tuple = _f((), "Extra radii of the accuracy-vs-eps curve (PGD, 1 restart).",
                           item=_radius)
     attack_seed: int = _f(0, "Seed of the attacks' random starts.", lower_bound=0)
@@ -152,8 +145,6 @@ def recipe_field(name):
 
 def parse_recipe_value(name, text):
     """``text`` as the type of `TrainConfig` field ``name``."""
-    from atalp_keras.cli import parse_fraction, parse_image_size
-
     field = recipe_field(name)
     if not isinstance(text, str):
         return text
@@ -221,37 +212,3 @@ def check(s):
         raise UsageError(f"--also_eps needs an --out holding {{eps}} (one folder per radius). "
                          f"Received: out={s.out!r}")
     return s
-
-
-
-# ------------------------------------------------------------------ flags
-
-
-def define_all_flags(flag_values):
-    """The `Settings` flags (from its field metadata) and one string flag per
-    `RECIPE_FIELDS` name (a `TrainConfig` value for every model; unset = the
-    preset's). Returns ``(settings names, recipe names)``."""
-    from absl import flags
-
-    from atalp_keras.cli import define_flags
-
-    names = define_flags(Settings, flag_values=flag_values)
-    for name in RECIPE_FIELDS:
-        recipe_field(name)
-        flags.DEFINE_string(name, None, f"TrainConfig.{name} of every model (unset: the "
-                                        "preset's).", flag_values=flag_values)
-    return names, list(RECIPE_FIELDS)
-
-
-def settings_from_flags(flag_values, names):
-    """`Settings` of the parsed flags: the preset, --quick, then the flags
-    given explicitly (`presets.resolve`)."""
-    from atalp_keras.reproduction import presets
-
-    explicit = {n: flag_values[n].value for n in names
-                if flag_values[n].present and n not in ("preset", "quick")}
-    explicit = {n: tuple(v) if isinstance(v, list) else v for n, v in explicit.items()}
-    recipe = {n: parse_recipe_value(n, flag_values[n].value) for n in RECIPE_FIELDS
-              if flag_values[n].present}
-    return presets.resolve(flag_values["preset"].value, flag_values["quick"].value,
-                           explicit, recipe)

@@ -1,7 +1,7 @@
 """`TrainConfig`: every setting of a training run, each declared once.
 
 A field's ``metadata`` holds its help text and, where they apply, its choices
-and bounds; the command line (`atalp_keras.cli.train`) generates its flags
+and bounds; the command line (``atalp-train``) generates its flags
 from them, and `TrainConfig.validate` checks the same choices and bounds, so
 a new setting is one field here. Flag names are field names.
 """
@@ -13,7 +13,7 @@ import os
 from typing import Optional
 
 from atalp_keras import methods
-from atalp_keras.cli.common import parse_eps, parse_image_size
+from atalp_keras.parsing import parse_eps, parse_image_size
 from atalp_keras.errors import UsageError
 
 OPTIMIZERS = ("sgd", "adam")
