@@ -23,9 +23,13 @@ setup(
     version="0.1.0",
     description="Adversarial training with Attention and Adversarial Logit Pairing "
                 "(AT + ALP) for Keras 3, with honest robustness evaluation.",
-    packages=find_packages(include=["atalp_keras", "atalp_keras.*"]),
+    # configs/ is installed as atalp_keras/configs/, where the commands find
+    # --flagfile=configs/<name>.flags outside a checkout (cli/flagfiles.py).
+    packages=find_packages(include=["atalp_keras", "atalp_keras.*"]) + ["atalp_keras.configs"],
+    package_dir={"atalp_keras.configs": "configs"},
     # The reproduction report's prose lives in Markdown templates beside its code.
-    package_data={"atalp_keras.reproduction": ["templates/*.md"]},
+    package_data={"atalp_keras.reproduction": ["templates/*.md"],
+                  "atalp_keras.configs": ["*.flags"]},
     python_requires=">=3.10",
     install_requires=REQUIRED,
     entry_points={

@@ -215,6 +215,21 @@ class ATALPModel(keras.Model):
     def metrics(self):
         return list(self._trackers.values())
 
+    @property
+    def metrics_names(self):
+        """The names of the values ``evaluate`` and ``test_on_batch`` return
+        with ``return_dict=False``, in their order (empty before ``compile``).
+
+        Keras lists every tracker here; this model also tracks training-only
+        terms (``alp``, ``at``, ``trades_kl``) that evaluation does not
+        compute, so that list would not line up with the values. ``fit``'s
+        history and ``train_on_batch(..., return_dict=True)`` hold those terms.
+        """
+        return self._test_keys() if self._settings is not None else []
+
+    def _as_list(self, logs):
+        return [logs[key] for key in self.metrics_names]
+
     def get_compile_config(self):
         config = super().get_compile_config()
         if self._settings is not None:
@@ -491,10 +506,22 @@ class ATALPModel(keras.Model):
                     "(awp_warmup_epochs) or a lower learning rate.")
         return "Try a lower learning rate."
 
-    def evaluate(self, x=None, y=None, *args, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None,
+                 steps=None, callbacks=None, return_dict=False, **kwargs):
+        """``keras.Model.evaluate``, inputs checked as in `fit`; the list
+        (``return_dict=False``) is in the order of `metrics_names`."""
         self._check_inputs(x, y, "evaluation")
         with batch_checks.user_errors("evaluation"):
-            return super().evaluate(x, y, *args, **kwargs)
+            logs = super().evaluate(x, y, batch_size=batch_size, verbose=verbose,
+                                    sample_weight=sample_weight, steps=steps,
+                                    callbacks=callbacks, return_dict=True, **kwargs)
+        return logs if return_dict else self._as_list(logs)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """``keras.Model.test_on_batch``; the list in the order of `metrics_names`."""
+        with batch_checks.user_errors("evaluation"):
+            logs = super().test_on_batch(x, y, sample_weight=sample_weight, return_dict=True)
+        return logs if return_dict else self._as_list(logs)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -13,6 +13,7 @@ import sys
 
 from absl import flags
 
+from atalp_keras.cli import flagfiles
 from atalp_keras.errors import UsageError
 
 USAGE_ERROR_EXIT_CODE = 2
@@ -74,12 +75,21 @@ def parse_flags(argv, flag_values=flags.FLAGS, program=None):
     """Parses ``argv`` into ``flag_values``. ``--help`` prints the flags on
     stdout and exits 0; a bad flag or an unreadable ``--flagfile`` ends the
     program with one line and exit code 2 (absl alone prints two lines and
-    exits 1). This is the ``flags_parser`` given to ``app.run``."""
+    exits 1). ``--flagfile`` is read by `flagfiles.expand_argv`: an include
+    relative to the file naming it, ``configs/<name>`` from the shipped
+    configs when the working folder has no such file. This is the
+    ``flags_parser`` given to ``app.run``."""
     program = program or _program()
     if any(arg in HELP_ARGS for arg in argv[1:]):
         sys.stdout.write(help_text(flag_values, program,
                                    full="--helpfull" in argv[1:]))
         raise SystemExit(0)
+    try:
+        # Includes relative to the including file, shipped configs found
+        # wherever the package is (absl reads both from the working folder).
+        argv = flagfiles.expand_argv(argv)
+    except UsageError as error:
+        fail(program, error)
     try:
         return flag_values(argv)
     except flags.Error as error:

@@ -49,7 +49,7 @@ def _config_overrides(name, tmp_path, rgb_folder):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_every_config_parses_and_steps(name, tmp_path, monkeypatch):
-    monkeypatch.chdir(REPO)  # Nested --flagfile paths are relative to it.
+    monkeypatch.chdir(REPO)  # The run's relative paths (runs/, saved_models/) land here.
     rgb = write_image_folder(tmp_path / "rgb")
     flagfile = f"--flagfile=configs/{name}"
     expected = train.config_from_flags(parse(train, [flagfile])).validate()

@@ -17,7 +17,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 import evaluate  # noqa: E402
-from atalp_keras.cli import train  # noqa: E402
+from atalp_keras.cli import flagfiles, train  # noqa: E402
 
 CONFIGS = sorted(f for f in os.listdir(os.path.join(REPO, "configs"))
                  if f.endswith(".flags") and not f.endswith("_eval.flags"))
@@ -32,7 +32,8 @@ TINY = ["--tiny_widths=4,8,8,16", "--verbose=0"]
 def parse(module, argv):
     fv = flags.FlagValues()
     module.define_flags(fv)
-    fv([f"{module.__name__.rsplit('.', 1)[-1]}.py"] + list(argv))
+    # --flagfile as the commands read it (includes relative to their file).
+    fv(flagfiles.expand_argv([f"{module.__name__.rsplit('.', 1)[-1]}.py"] + list(argv)))
     return fv
 
 

@@ -19,11 +19,13 @@ def _flagfile_config(name, model_dir):
     """The `TrainConfig` train.py builds from ``configs/<name>.flags``."""
     from absl import flags
 
+    from atalp_keras.cli import flagfiles
     from atalp_keras.cli import train as train_cli
 
     flag_values = flags.FlagValues()
     train_cli.define_flags(flag_values)
-    flag_values(["train.py", f"--flagfile=configs/{name}.flags", f"--model_dir={model_dir}"])
+    flag_values(flagfiles.expand_argv(
+        ["train.py", f"--flagfile=configs/{name}.flags", f"--model_dir={model_dir}"]))
     return train_cli.config_from_flags(flag_values)
 
 
