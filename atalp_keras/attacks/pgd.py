@@ -147,14 +147,3 @@ class PGDAttack(Attack):
             success = ops.not_equal(pred, y)
         return ops.where(success, ops.full_like(loss, 1e30), loss)
 
-
-def __getattr__(name):
-    """``from atalp_keras.attacks.pgd import FGSMAttack`` keeps working: FGSM and
-    TRADES moved to ``fgsm.py`` / ``trades.py`` (imported lazily: they subclass PGD)."""
-    if name == "FGSMAttack":
-        from atalp_keras.attacks.fgsm import FGSMAttack
-        return FGSMAttack
-    if name == "TRADESAttack":
-        from atalp_keras.attacks.trades import TRADESAttack
-        return TRADESAttack
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
