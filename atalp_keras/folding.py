@@ -16,10 +16,10 @@ batch statistics, use the classifier itself.
 import weakref
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
 from keras.src.models.functional import Functional
 
+from atalp_keras import backend
 from atalp_keras.backbones.layers import FusedBatchNormalization
 from atalp_keras.trace_switch import TraceSwitch
 
@@ -141,7 +141,7 @@ def attack_folding(enabled):
     return _FOLD.scope(enabled)
 
 
-@tf.autograph.experimental.do_not_convert
+@backend.do_not_convert
 def attack_view(model):
     """What attacks call instead of ``model``: `fold_batchnorm` of it, built
     once per model and kept while the model lives; ``model`` itself when it is
@@ -151,7 +151,7 @@ def attack_view(model):
     if type(model) is not Functional or not _FOLD.enabled():
         return model
     if model not in _VIEWS:
-        with tf.init_scope():  # built eagerly, also when first asked inside a trace
+        with backend.init_scope():  # built eagerly, also when first asked inside a trace
             view = fold_batchnorm(model)
         # None for "nothing to fold": the model as a value would keep itself alive.
         _VIEWS[model] = None if view is model else view

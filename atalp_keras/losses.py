@@ -4,7 +4,7 @@ Every function returns one value per example (shape ``(B,)``); `weighted_mean`
 reduces them, so the reduction and the distribution scaling live in one place.
 """
 
-import tensorflow as tf
+from atalp_keras.lazy import tensorflow as tf
 from keras import ops
 
 

@@ -84,7 +84,7 @@ def default_attack(method, eps=8 / 255, step_size=None, num_steps=None, seed=Non
             start (Wong et al.).
         seed: Seed of the random start.
     """
-    from atalp_keras.attacks.pgd import FGSMAttack, PGDAttack, TRADESAttack
+    from atalp_keras.attacks import FGSMAttack, PGDAttack, TRADESAttack
 
     method = get_method(method) if isinstance(method, str) else method
     if method.attack == "none":

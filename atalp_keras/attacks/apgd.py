@@ -40,12 +40,11 @@ import math
 import warnings
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from atalp_keras import losses
-from atalp_keras.attacks.base import (check_fraction, check_positive_int, input_gradient,
-                                      model_logits, per_example, project_linf)
+from atalp_keras import backend, losses
+from atalp_keras.attacks.base import (check_fraction, check_positive_int, model_logits,
+                                      per_example, project_linf)
 from atalp_keras.attacks.keys import keyed_uniform
 from atalp_keras.attacks.rounds import RoundAttack, top_other_classes  # noqa: F401
 from atalp_keras.errors import UsageError
@@ -111,7 +110,7 @@ def _checkpoint_tables(num_steps):
         is_check[w] = True
         period[w] = w - previous
         previous = w
-    return tf.constant(is_check), tf.constant(period)
+    return ops.convert_to_tensor(is_check), ops.convert_to_tensor(period)
 
 
 class APGDAttack(RoundAttack):
@@ -169,28 +168,28 @@ class APGDAttack(RoundAttack):
 
     def _evaluate(self, model, x_cur, y, targets):
         """Loss, its input gradient and the misclassified mask at ``x_cur``."""
-        with tf.GradientTape() as tape:
-            tape.watch(x_cur)
+        def objective(x_cur):
             logits = model_logits(model, x_cur)
             loss = self._objective(logits, y, targets)
-            total = ops.sum(loss)
-        grad = input_gradient(tape, total, x_cur)
+            return ops.sum(loss), (loss, logits)
+
+        _, (loss, logits), grad = backend.value_and_grad(objective, x_cur)
         wrong = ops.not_equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), y)
-        return tf.stop_gradient(loss), tf.stop_gradient(grad), wrong
+        return backend.stop_gradient(loss), backend.stop_gradient(grad), wrong
 
     def _initial_state(self, model, x, y, targets, keys):
         noise = 2.0 * keyed_uniform(keys, x.shape[1:]) - 1.0
         x0 = project_linf(x + self.eps * noise, x, self.eps)
         loss0, grad0, wrong0 = self._evaluate(model, x0, y, targets)
-        batch = tf.shape(x)[0]
+        batch = ops.shape(x)[0]
         return dict(
-            k=tf.constant(0),
+            k=ops.convert_to_tensor(0, "int32"),
             x_cur=x0, x_prev=x0, grad=grad0, loss_cur=loss0,
             x_max=x0, grad_max=grad0, loss_max=loss0,
-            step=tf.fill([batch], tf.constant(2.0 * self.eps, tf.float32)),
-            n_up=tf.zeros([batch], tf.float32),
+            step=ops.full((batch,), 2.0 * self.eps, "float32"),
+            n_up=ops.zeros((batch,), "float32"),
             loss_max_at_check=loss0,
-            reduced_at_check=tf.zeros([batch], tf.bool),
+            reduced_at_check=ops.zeros((batch,), "bool"),
             x_found=x0, found=wrong0,
         )
 
@@ -198,7 +197,7 @@ class APGDAttack(RoundAttack):
         """One APGD iteration on the state ``s`` (Algorithm 1 of the paper)."""
         eps, (is_check, period) = self.eps, tables
         k, x_cur = s["k"], s["x_cur"]
-        alpha = tf.where(k == 0, 1.0, self.momentum)
+        alpha = ops.where(k == 0, 1.0, self.momentum)
         z = project_linf(x_cur + per_example(s["step"], x) * ops.sign(s["grad"]), x, eps)
         x_new = project_linf(
             x_cur + alpha * (z - x_cur) + (1.0 - alpha) * (x_cur - s["x_prev"]), x, eps)
@@ -230,7 +229,7 @@ class APGDAttack(RoundAttack):
             loss_cur=ops.where(reduce, loss_max, loss_new),
             x_max=x_max, grad_max=grad_max, loss_max=loss_max,
             step=ops.where(reduce, 0.5 * s["step"], s["step"]),
-            n_up=ops.where(check, tf.zeros_like(n_up), n_up),
+            n_up=ops.where(check, ops.zeros_like(n_up), n_up),
             loss_max_at_check=ops.where(check, loss_max, s["loss_max_at_check"]),
             reduced_at_check=ops.where(check, reduce, s["reduced_at_check"]),
             x_found=x_found, found=ops.logical_or(s["found"], wrong),
@@ -241,13 +240,12 @@ class APGDAttack(RoundAttack):
         state = self._initial_state(model, x, y, targets, keys)
 
         def cond(s):
-            return tf.logical_and(s["k"] < self.num_steps,
-                                  tf.logical_not(tf.reduce_all(s["found"])))
+            return ops.logical_and(s["k"] < self.num_steps, ops.logical_not(ops.all(s["found"])))
 
-        s = tf.while_loop(cond, lambda st: (self._step(st, model, x, y, targets, tables),),
-                          (state,), parallel_iterations=1)[0]
+        s = backend.while_loop(cond, lambda st: (self._step(st, model, x, y, targets, tables),),
+                               (state,))[0]
         x_out = ops.where(per_example(s["found"], x), s["x_found"], s["x_max"])
-        return tf.stop_gradient(project_linf(x_out, x, self.eps)), s["found"]
+        return backend.stop_gradient(project_linf(x_out, x, self.eps)), s["found"]
 
 
 class APGDDLRAttack(APGDAttack):

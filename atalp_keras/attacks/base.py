@@ -3,17 +3,18 @@ where a classifier and user arrays enter an attack.
 
 An attack is a callable object. ``attack(model, x, y) -> x_adv`` on tensors is
 graph-safe when the class says ``in_graph = True`` (it can then run inside
-``train_step`` or any ``tf.function``). On arrays, ``perturb`` returns the
-adversarial images and ``run`` returns an `AttackResult` with them, the
-per-example success and the attack's other outputs (``extras``).
+``train_step``, any ``tf.function`` or, on JAX, any ``jax.jit``). On arrays,
+``perturb`` returns the adversarial images and ``run`` returns an `AttackResult`
+with them, the per-example success and the attack's other outputs (``extras``).
 """
 
 import dataclasses
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from atalp_keras import backend
 from atalp_keras.attacks import batching
 from atalp_keras.attacks.primitives import (check_eps, check_fraction,  # noqa: F401
                                             check_positive_int, input_gradient,
@@ -172,15 +173,15 @@ class Attack:
         """Adversarial images and extras for validated arrays (graph attacks)."""
         key = (id(model), bool(jit_compile), x.shape[1:])
         if key not in self._compiled:
-            # One trace per model and image shape, whatever the batch size.
-            signature = [tf.TensorSpec((None,) + x.shape[1:], tf.float32),
-                         tf.TensorSpec((None,), tf.int32)]
+            # One trace per model and image shape, whatever the batch size
+            # (on JAX: per batch shape).
+            signature = [((None,) + x.shape[1:], "float32"), ((None,), "int32")]
             def attack(xb, yb):
                 with unrolled_steps(jit_compile):
                     return self(model, xb, yb)
-            self._compiled[key] = tf.function(attack,
-                                              input_signature=signature,
-                                              jit_compile=jit_compile)
+            self._compiled[key] = backend.compiled(
+                attack, signature, jit_compile=jit_compile,
+                stateful=lambda: (model, self.seed_generator))
         progress = Progress(len(x), verbose, title=self.name, unit_name="image")
         if len(x) == 0:
             return x.copy(), {}
@@ -195,7 +196,8 @@ class EagerAttack(Attack):
 
     def __call__(self, model, x, y):
         """Eager only: runs ``perturb`` on the tensors' values."""
-        if not tf.executing_eagerly():
+        if not backend.executing_eagerly(x, y):
             raise UsageError(f"The {self.name!r} attack runs only eagerly (outside "
-                             "tf.function and train_step); call its perturb() on arrays.")
-        return tf.convert_to_tensor(self.perturb(model, np.asarray(x), np.asarray(y)))
+                             "tf.function, jax.jit and train_step); call its perturb() "
+                             "on arrays.")
+        return ops.convert_to_tensor(self.perturb(model, np.asarray(x), np.asarray(y)))

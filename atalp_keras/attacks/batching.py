@@ -1,17 +1,19 @@
 """Batched inference: the one place arrays are cut into batches and a
 classifier's logits are computed for them.
 
-``predict_logits(classifier, x, batch_size)`` compiles one ``tf.function`` per
-classifier and image shape (batch dimension free, so no retrace for a new
-batch size) and keeps it for as long as the classifier lives, so repeated
-evaluation, AutoAttack stages and audits do not trace again.
+``predict_logits(classifier, x, batch_size)`` compiles one function per
+classifier and image shape (`atalp_keras.backend.compiled`: on TensorFlow a
+``tf.function`` with the batch dimension free, so no retrace for a new batch
+size; on JAX a ``jax.jit`` over the classifier's current weights) and keeps it
+for as long as the classifier lives, so repeated evaluation, AutoAttack stages
+and audits do not trace again.
 """
 
 import weakref
 
 import numpy as np
-import tensorflow as tf
 
+from atalp_keras import backend
 from atalp_keras.attacks.primitives import model_logits
 
 _COMPILED = weakref.WeakKeyDictionary()
@@ -48,18 +50,19 @@ def map_batches(fn, arrays, batch_size, progress=None):
 
 
 def compiled_logits(classifier, image_shape):
-    """The cached ``tf.function`` ``x -> float32 logits`` of ``classifier``."""
-    spec = tf.TensorSpec((None,) + tuple(int(d) for d in image_shape), tf.float32)
+    """The cached compiled function ``x -> float32 logits`` of ``classifier``."""
+    shape = (None,) + tuple(int(d) for d in image_shape)
     try:
         per_shape = _COMPILED.setdefault(classifier, {})
         ref = weakref.ref(classifier)
     except TypeError:  # not weakly referenceable: compile for this call only
         per_shape, ref = {}, (lambda: classifier)
-    if spec.shape not in per_shape:
+    if shape not in per_shape:
         # Through a weak reference, so the cache never keeps a model alive.
-        per_shape[spec.shape] = tf.function(lambda xb: model_logits(ref(), xb),
-                                            input_signature=[spec])
-    return per_shape[spec.shape]
+        per_shape[shape] = backend.compiled(lambda xb: model_logits(ref(), xb),
+                                            [(shape, "float32")],
+                                            stateful=lambda: (ref(),))
+    return per_shape[shape]
 
 
 def predict_logits(classifier, x, batch_size=256):
@@ -73,8 +76,9 @@ def predict_logits(classifier, x, batch_size=256):
     x = np.asarray(x, np.float32)
     fn = compiled_logits(classifier, x.shape[1:])
     if len(x) == 0:
-        return np.zeros((0, int(fn.get_concrete_function().structured_outputs.shape[-1])),
-                        np.float32)
+        # The number of classes, from a call on one blank image.
+        num_classes = np.asarray(fn(np.zeros((1,) + x.shape[1:], np.float32))).shape[-1]
+        return np.zeros((0, num_classes), np.float32)
     return map_batches(fn, [x], batch_size)[0]
 
 

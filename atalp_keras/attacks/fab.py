@@ -28,11 +28,11 @@ within ``eps``; the reference's final refinement search is not implemented
 (it only shrinks norms that are already adversarial).
 """
 
-import tensorflow as tf
 from keras import ops
 
-from atalp_keras.attacks.base import (check_fraction, check_positive_int, input_gradient,
-                                      model_logits, per_example, project_linf)
+from atalp_keras import backend
+from atalp_keras.attacks.base import (check_fraction, check_positive_int, model_logits,
+                                      per_example, project_linf)
 from atalp_keras.attacks.keys import keyed_uniform
 from atalp_keras.attacks.rounds import RoundAttack
 
@@ -112,19 +112,20 @@ class FABAttack(RoundAttack):
 
     def _round(self, model, x, y, targets, keys, restart):
         eps = self.eps
-        batch = tf.shape(x)[0]
+        batch = ops.shape(x)[0]
         x_flat = ops.reshape(x, (batch, -1))
         pick = lambda logits, labels: ops.take_along_axis(  # noqa: E731
             logits, labels[:, None], axis=-1)[:, 0]
 
+        def objective(x_cur):
+            logits = model_logits(model, x_cur)
+            margin = pick(logits, targets) - pick(logits, y)
+            return ops.sum(margin), margin
+
         def margin_and_grad(x_cur):
-            with tf.GradientTape() as tape:
-                tape.watch(x_cur)
-                logits = model_logits(model, x_cur)
-                margin = pick(logits, targets) - pick(logits, y)
-                total = ops.sum(margin)
-            grad = input_gradient(tape, total, x_cur)
-            return tf.stop_gradient(margin), ops.reshape(tf.stop_gradient(grad), (batch, -1))
+            _, margin, grad = backend.value_and_grad(objective, x_cur)
+            return (backend.stop_gradient(margin),
+                    ops.reshape(backend.stop_gradient(grad), (batch, -1)))
 
         noise = 2.0 * keyed_uniform(keys, x.shape[1:]) - 1.0
         scale = ops.max(ops.abs(ops.reshape(noise, (batch, -1))), axis=1)
@@ -132,7 +133,7 @@ class FABAttack(RoundAttack):
         x_start = ops.where(restart > 0, ops.clip(x + 0.5 * eps * noise, 0.0, 1.0), x)
 
         def cond(i, x_cur, best, best_norm):
-            return tf.logical_and(i < self.num_steps, tf.logical_not(tf.reduce_all(best_norm <= eps)))
+            return ops.logical_and(i < self.num_steps, ops.logical_not(ops.all(best_norm <= eps)))
 
         def body(i, x_cur, best, best_norm):
             margin, w = margin_and_grad(x_cur)
@@ -161,9 +162,9 @@ class FABAttack(RoundAttack):
             x_next = ops.where(per_example(wrong, x), pulled, x_new)
             return i + 1, x_next, best, best_norm
 
-        inf = tf.fill([batch], tf.constant(float("inf")))
-        _, _, best, best_norm = tf.while_loop(
-            cond, body, (tf.constant(0), x_start, x, inf), parallel_iterations=1)
+        inf = ops.full((batch,), float("inf"), "float32")
+        _, _, best, best_norm = backend.while_loop(
+            cond, body, (ops.convert_to_tensor(0, "int32"), x_start, x, inf))
         success = best_norm <= eps
         x_adv = ops.where(per_example(success, x), project_linf(best, x, eps), x)
-        return tf.stop_gradient(x_adv), success
+        return backend.stop_gradient(x_adv), success

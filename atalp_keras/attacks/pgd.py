@@ -11,18 +11,17 @@ from the clean prediction for TRADES. The model is always called with
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from atalp_keras import losses
-from atalp_keras.attacks.base import (Attack, check_eps, check_positive_int, input_gradient,
-                                      model_logits, per_example, project_linf)
+from atalp_keras import backend, losses
+from atalp_keras.attacks.base import (Attack, check_eps, check_positive_int, model_logits,
+                                      per_example, project_linf)
 from atalp_keras.attacks.primitives import unrolling_steps
 
 # Inside `primitives.unrolled_steps(True)` (train_step, test_step, XLA-compiled
 # perturb), attacks of at most this many steps (given as a Python int) are
 # unrolled in the graph; longer ones, tensor step counts and other attacks run as
-# one tf.while_loop.
+# one loop (`atalp_keras.backend.while_loop`).
 UNROLL_MAX_STEPS = 20
 
 
@@ -97,11 +96,11 @@ class PGDAttack(Attack):
         eps = ops.cast(self.eps, x_natural.dtype)
         step = ops.cast(self.step_size, x_natural.dtype)
 
+        def objective(x_adv):
+            return ops.sum(self._objective(model_logits(model, x_adv), context)), None
+
         def body(i, x_adv):
-            with tf.GradientTape() as tape:
-                tape.watch(x_adv)
-                objective = ops.sum(self._objective(model_logits(model, x_adv), context))
-            grad = input_gradient(tape, objective, x_adv)
+            grad = backend.value_and_grad(objective, x_adv)[2]
             x_adv = x_adv + step * ops.sign(grad)
             return i + 1, project_linf(x_adv, x_natural, eps)
 
@@ -110,14 +109,13 @@ class PGDAttack(Attack):
             # the unrolled steps (docs/benchmarks.md).
             for i in range(num_steps):
                 _, x_adv = body(i, x_adv)
-            return tf.stop_gradient(x_adv)
-        _, x_adv = tf.while_loop(
+            return backend.stop_gradient(x_adv)
+        _, x_adv = backend.while_loop(
             lambda i, _: i < num_steps,
             body,
-            (tf.constant(0), x_adv),
-            parallel_iterations=1,
+            (ops.convert_to_tensor(0, "int32"), x_adv),
         )
-        return tf.stop_gradient(x_adv)
+        return backend.stop_gradient(x_adv)
 
     def _run_once(self, model, x, context):
         return self.iterate(model, x, self._start(x), context, self.num_steps)
@@ -149,14 +147,3 @@ class PGDAttack(Attack):
             success = ops.not_equal(pred, y)
         return ops.where(success, ops.full_like(loss, 1e30), loss)
 
-
-def __getattr__(name):
-    """``from atalp_keras.attacks.pgd import FGSMAttack`` keeps working: FGSM and
-    TRADES moved to ``fgsm.py`` / ``trades.py`` (imported lazily: they subclass PGD)."""
-    if name == "FGSMAttack":
-        from atalp_keras.attacks.fgsm import FGSMAttack
-        return FGSMAttack
-    if name == "TRADESAttack":
-        from atalp_keras.attacks.trades import TRADESAttack
-        return TRADESAttack
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The small pieces every L-inf attack is made of: argument checks, the
 projection onto the eps-ball and the [0, 1] box, the input gradient and the
-one way a model is called.
+one way a model is called. Backend-specific pieces (gradients, loops,
+compilation, keyed random numbers) come from `atalp_keras.backend`.
 
 Conventions (see METHOD.md): pixels live in ``[0, 1]``, ``eps``/``step_size``
 are on the same scale, ``model(x, training=False)`` returns logits.
@@ -9,11 +10,11 @@ are on the same scale, ``model(x, training=False)`` returns logits.
 import math
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from atalp_keras.errors import UsageError
 from atalp_keras.folding import attack_view
+from atalp_keras.lazy import tensorflow as tf
 from atalp_keras.trace_switch import TraceSwitch
 
 
@@ -80,9 +81,13 @@ def project_linf(x_adv, x_natural, eps):
 
 
 def input_gradient(tape, target, x):
-    """``d target / d x``, with zeros where the model has no gradient path
-    (non-differentiable ops): such a model is not an error but a masked
-    gradient, which the audit reports."""
+    """``d target / d x`` from a TensorFlow ``GradientTape``, with zeros where
+    the model has no gradient path (non-differentiable ops): such a model is
+    not an error but a masked gradient, which the audit reports.
+
+    TensorFlow only (the audit and the loss landscapes use it); the attacks
+    use `atalp_keras.backend.value_and_grad`, the same on every backend.
+    """
     return tape.gradient(target, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 

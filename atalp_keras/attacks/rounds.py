@@ -10,12 +10,12 @@ round), see ``keys.py``.
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from atalp_keras import backend
 from atalp_keras.attacks import batching
 from atalp_keras.attacks.base import Attack, check_positive_int, model_logits, per_example
-from atalp_keras.attacks.keys import draw_base_key, example_keys, fold_key
+from atalp_keras.attacks.keys import KEY_SPEC, draw_base_key, example_keys, fold_key
 from atalp_keras.attacks.progress import Progress
 
 
@@ -68,7 +68,7 @@ class RoundAttack(Attack):
         logits = model_logits(model, x)
         num_classes = int(logits.shape[-1])
         base = keras.random.randint((), 0, 2 ** 31 - 1, seed=self.seed_generator)
-        keys = example_keys(base, tf.range(tf.shape(x)[0]))
+        keys = example_keys(base, ops.arange(ops.shape(x)[0], dtype="int32"))
         targets_all = None
         if self.targeted_rounds:
             targets_all = top_other_classes(logits, y, self._num_targets(num_classes))
@@ -77,21 +77,20 @@ class RoundAttack(Attack):
         for round_no, (target_rank, restart) in enumerate(self._rounds(num_classes)):
             targets = y if target_rank is None else targets_all[:, target_rank]
             out, success = self._round(model, x, y, targets, fold_key(keys, round_no),
-                                       tf.constant(restart, tf.int32))
+                                       ops.convert_to_tensor(restart, "int32"))
             x_adv = ops.where(per_example(found, x), x_adv, out)
             found = ops.logical_or(found, success)
-        return tf.stop_gradient(x_adv)
+        return backend.stop_gradient(x_adv)
 
     def _compiled_round(self, model, image_shape, jit_compile):
         key = ("rounds", id(model), bool(jit_compile), tuple(image_shape))
         if key not in self._compiled:
-            spec_i = tf.TensorSpec((None,), tf.int32)
-            self._compiled[key] = tf.function(
+            spec_i = ((None,), "int32")
+            self._compiled[key] = backend.compiled(
                 lambda xb, yb, tb, kb, r: self._round(model, xb, yb, tb, kb, r),
-                input_signature=[tf.TensorSpec((None,) + tuple(image_shape), tf.float32),
-                                 spec_i, spec_i, tf.TensorSpec((None,), tf.uint64),
-                                 tf.TensorSpec((), tf.int32)],
-                jit_compile=jit_compile)
+                [((None,) + tuple(image_shape), "float32"), spec_i, spec_i, KEY_SPEC,
+                 ((), "int32")],
+                jit_compile=jit_compile, stateful=lambda: (model,))
         return self._compiled[key]
 
     def _generate(self, model, x, y, batch_size, jit_compile, example_ids, verbose):
@@ -103,7 +102,7 @@ class RoundAttack(Attack):
         """
         n = len(x)
         ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
-        keys = example_keys(draw_base_key(self._rng), ids).numpy()
+        keys = np.asarray(example_keys(draw_base_key(self._rng), ids))
         run = self._compiled_round(model, x.shape[1:], jit_compile)
         logits = batching.predict_logits(model, x, batch_size)
         robust = logits.argmax(-1) == y
@@ -121,8 +120,9 @@ class RoundAttack(Attack):
                 break
             targets = y[idx] if target_rank is None else targets_all[idx, target_rank]
             out, broke = batching.map_batches(
-                lambda xb, yb, tb, kb: run(xb, yb, tb, kb, tf.constant(restart, tf.int32)),
-                [x[idx], y[idx], targets.astype(np.int32), fold_key(keys[idx], round_no).numpy()],
+                lambda xb, yb, tb, kb: run(xb, yb, tb, kb, np.int32(restart)),
+                [x[idx], y[idx], targets.astype(np.int32),
+                 np.asarray(fold_key(keys[idx], round_no))],
                 batch_size)
             broke = broke.astype(bool)
             x_adv[idx] = out

@@ -27,13 +27,14 @@ machinery eagerly.
 """
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from atalp_keras import backend
 from atalp_keras.attacks.base import (EagerAttack, check_fraction, check_positive_int,
                                       model_logits)
 from atalp_keras.attacks.batching import map_batches
-from atalp_keras.attacks.keys import draw_base_key, example_keys, fold_key, keyed_uniform
+from atalp_keras.attacks.keys import (KEY_SPEC, draw_base_key, example_keys, fold_key,
+                                      keyed_uniform)
 from atalp_keras.attacks.progress import Progress
 from atalp_keras.errors import UsageError
 
@@ -94,76 +95,76 @@ class SquareAttack(EagerAttack):
         """Runs iterations ``start .. stop - 1`` for a chunk of points (graph)."""
         eps = self.eps
         height, width, channels = x.shape[1], x.shape[2], x.shape[3]
-        rows = tf.range(height)[None, :]
-        cols = tf.range(width)[None, :]
+        rows = ops.arange(height, dtype="int32")[None, :]
+        cols = ops.arange(width, dtype="int32")[None, :]
         max_side = max(min(height, width) - 1, 1)
 
         def cond(i, signs, margin, queries):
-            active = tf.logical_and(margin > 0, queries < self.n_queries)
-            return tf.logical_and(i < stop, tf.reduce_any(active))
+            active = ops.logical_and(margin > 0, queries < self.n_queries)
+            return ops.logical_and(i < stop, ops.any(active))
 
         def body(i, signs, margin, queries):
-            active = tf.logical_and(margin > 0, queries < self.n_queries)
-            scaled = tf.floor(tf.cast(i, tf.float32) / self.n_queries * 10000.0)
-            halvings = tf.reduce_sum(tf.cast(scaled > tf.constant(_HALVING_AT, tf.float32),
-                                             tf.float32))
-            p = self.p_init / tf.pow(2.0, halvings)
-            side = tf.cast(tf.round(tf.sqrt(p * height * width)), tf.int32)
-            side = tf.clip_by_value(side, 1, max_side)
+            active = ops.logical_and(margin > 0, queries < self.n_queries)
+            scaled = ops.floor(ops.cast(i, "float32") / self.n_queries * 10000.0)
+            halvings = ops.sum(ops.cast(
+                scaled > ops.convert_to_tensor(_HALVING_AT, "float32"), "float32"))
+            p = self.p_init / ops.power(2.0, halvings)
+            side = ops.cast(ops.round(ops.sqrt(p * height * width)), "int32")
+            side = ops.clip(side, 1, max_side)
             u = keyed_uniform(fold_key(keys, i), (2 + channels * _REDRAWS,))
-            top = tf.cast(tf.floor(u[:, 0] * tf.cast(height - side + 1, tf.float32)), tf.int32)
-            left = tf.cast(tf.floor(u[:, 1] * tf.cast(width - side + 1, tf.float32)), tf.int32)
-            in_rows = tf.logical_and(rows >= top[:, None], rows < top[:, None] + side)
-            in_cols = tf.logical_and(cols >= left[:, None], cols < left[:, None] + side)
-            window = tf.logical_and(in_rows[:, :, None], in_cols[:, None, :])[..., None]
+            top = ops.cast(ops.floor(u[:, 0] * ops.cast(height - side + 1, "float32")), "int32")
+            left = ops.cast(ops.floor(u[:, 1] * ops.cast(width - side + 1, "float32")), "int32")
+            in_rows = ops.logical_and(rows >= top[:, None], rows < top[:, None] + side)
+            in_cols = ops.logical_and(cols >= left[:, None], cols < left[:, None] + side)
+            window = ops.logical_and(in_rows[:, :, None], in_cols[:, None, :])[..., None]
 
             def draw(r):
                 lanes = u[:, 2 + r * channels:2 + (r + 1) * channels]
-                return tf.where(lanes < 0.5, -1.0, 1.0)[:, None, None, :]
+                return ops.where(lanes < 0.5, -1.0, 1.0)[:, None, None, :]
 
             def unchanged(candidate):
-                same = tf.logical_or(tf.logical_not(window), tf.equal(signs, candidate))
-                return tf.reduce_all(same, axis=[1, 2, 3])
+                same = ops.logical_or(ops.logical_not(window), ops.equal(signs, candidate))
+                return ops.all(same, axis=(1, 2, 3))
 
             chosen = draw(_REDRAWS - 1)
             for r in reversed(range(_REDRAWS - 1)):
                 candidate = draw(r)
-                chosen = tf.where(unchanged(candidate)[:, None, None, None], chosen, candidate)
-            chosen = tf.where(unchanged(chosen)[:, None, None, None], -chosen, chosen)
-            proposal = tf.where(window, chosen, signs)
-            x_new = tf.clip_by_value(x + eps * proposal, 0.0, 1.0)
+                chosen = ops.where(unchanged(candidate)[:, None, None, None], chosen, candidate)
+            chosen = ops.where(unchanged(chosen)[:, None, None, None], -chosen, chosen)
+            proposal = ops.where(window, chosen, signs)
+            x_new = ops.clip(x + eps * proposal, 0.0, 1.0)
             margin_new = margin_loss(y, model_logits(model, x_new))
-            accept = tf.logical_and(active, margin_new < margin)
-            signs = tf.where(accept[:, None, None, None], proposal, signs)
-            margin = tf.where(accept, margin_new, margin)
-            queries = queries + tf.cast(active, tf.int32)
+            accept = ops.logical_and(active, margin_new < margin)
+            signs = ops.where(accept[:, None, None, None], proposal, signs)
+            margin = ops.where(accept, margin_new, margin)
+            queries = queries + ops.cast(active, "int32")
             return i + 1, signs, margin, queries
 
-        _, signs, margin, queries = tf.while_loop(
-            cond, body, (start, signs, margin, queries), parallel_iterations=1)
+        _, signs, margin, queries = backend.while_loop(
+            cond, body, (start, signs, margin, queries))
         return signs, margin, queries
 
     def _compiled_fns(self, model, image_shape):
         key = ("square", id(model), tuple(image_shape))
         if key not in self._compiled:
-            spec_x = tf.TensorSpec((None,) + tuple(image_shape), tf.float32)
-            spec_n = tf.TensorSpec((None,), tf.float32)
-            spec_q = tf.TensorSpec((None,), tf.int32)
-            margin = tf.function(lambda xb, yb: margin_loss(yb, model_logits(model, xb)),
-                                 input_signature=[spec_x, spec_q])
-            run = tf.function(
+            spec_x = ((None,) + tuple(image_shape), "float32")
+            spec_n = ((None,), "float32")
+            spec_q = ((None,), "int32")
+            stateful = lambda: (model,)  # noqa: E731
+            margin = backend.compiled(lambda xb, yb: margin_loss(yb, model_logits(model, xb)),
+                                      [spec_x, spec_q], stateful=stateful)
+            run = backend.compiled(
                 lambda xb, yb, sb, mb, qb, kb, i0, i1: self._iterations(
                     model, xb, yb, sb, mb, qb, kb, i0, i1),
-                input_signature=[spec_x, spec_q, spec_x, spec_n, spec_q,
-                                 tf.TensorSpec((None,), tf.uint64),
-                                 tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.int32)])
+                [spec_x, spec_q, spec_x, spec_n, spec_q, KEY_SPEC, ((), "int32"), ((), "int32")],
+                stateful=stateful)
             self._compiled[key] = (margin, run)
         return self._compiled[key]
 
     def _stripe_start(self, x, y, keys, margin_fn, batch_size):
         """Signs and margins of the vertical-stripe start (one query each)."""
         width, channels = x.shape[2], x.shape[3]
-        u = keyed_uniform(fold_key(keys, _INIT_ROUND), (1, width, channels)).numpy()
+        u = np.asarray(keyed_uniform(fold_key(keys, _INIT_ROUND), (1, width, channels)))
         signs = np.broadcast_to(np.where(u < 0.5, -1.0, 1.0),
                                 (len(x),) + x.shape[1:]).astype(np.float32)
         x_start = np.clip(x + self.eps * signs, 0.0, 1.0)
@@ -180,7 +181,7 @@ class SquareAttack(EagerAttack):
         del jit_compile
         n = len(x)
         ids = np.arange(n) if example_ids is None else np.asarray(example_ids)
-        keys = example_keys(draw_base_key(self._rng), ids).numpy()
+        keys = np.asarray(example_keys(draw_base_key(self._rng), ids))
         margin_fn, run = self._compiled_fns(model, x.shape[1:])
         queries = np.ones(n, np.int32)                      # the clean prediction
         margin = map_batches(margin_fn, [x, y], batch_size)[0]
@@ -200,8 +201,7 @@ class SquareAttack(EagerAttack):
                 stop = min(iteration + self.chunk, total)
                 out = map_batches(
                     lambda xb, yb, sb, mb, qb, kb: run(xb, yb, sb, mb, qb, kb,
-                                                       tf.constant(iteration, tf.int32),
-                                                       tf.constant(stop, tf.int32)),
+                                                       np.int32(iteration), np.int32(stop)),
                     [x[active], y[active], signs_all[active], margin[active], queries[active],
                      keys[active]], batch_size)
                 signs_all[active], margin[active], queries[active] = out

@@ -2,10 +2,9 @@
 from the clean prediction, started at ``x + 0.001 * N(0, 1)``."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from atalp_keras import losses
+from atalp_keras import backend, losses
 from atalp_keras.attacks.base import model_logits
 from atalp_keras.attacks.pgd import PGDAttack
 from atalp_keras.errors import UsageError
@@ -34,7 +33,7 @@ class TRADESAttack(PGDAttack):
         return ops.clip(x + noise, 0.0, 1.0)
 
     def _context(self, model, x, y):
-        return tf.stop_gradient(model_logits(model, x))
+        return backend.stop_gradient(model_logits(model, x))
 
     def _objective(self, logits, context):
         return losses.trades_kl(context, logits)

@@ -5,10 +5,12 @@ image float32 in ``[0, 1]``, shape ``(H, W, C)`` (NHWC once batched), and the
 label int32 in ``[0, K)``.
 """
 
+from __future__ import annotations  # the tf.data annotations must not import TensorFlow
+
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
+from atalp_keras.lazy import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)

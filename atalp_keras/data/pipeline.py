@@ -3,7 +3,7 @@ augmentation `RandomPadCrop`, and `to_numpy` to materialise a dataset."""
 
 import keras
 import numpy as np
-import tensorflow as tf
+from atalp_keras.lazy import tensorflow as tf
 from keras import ops
 
 from atalp_keras.data.validation import check_dataset

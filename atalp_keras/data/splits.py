@@ -8,7 +8,7 @@ and seed-to-seed comparisons rely on.
 """
 
 import numpy as np
-import tensorflow as tf
+from atalp_keras.lazy import tensorflow as tf
 
 from atalp_keras.errors import UsageError
 

@@ -19,7 +19,7 @@ The pixel scale matters because attack budgets (``eps``) are given on it: a
 """
 
 import numpy as np
-import tensorflow as tf
+from atalp_keras.lazy import tensorflow as tf
 
 from atalp_keras.errors import UsageError
 

@@ -8,7 +8,7 @@ JPEG, BMP and GIF are read; all-gray folders give one channel, else three.
 import os
 
 import numpy as np
-import tensorflow as tf
+from atalp_keras.lazy import tensorflow as tf
 
 from atalp_keras.data.info import info_from_arrays
 from atalp_keras.data.registry import register_source

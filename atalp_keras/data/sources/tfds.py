@@ -7,7 +7,7 @@ prepare it elsewhere.
 import re
 
 import numpy as np
-import tensorflow as tf
+from atalp_keras.lazy import tensorflow as tf
 
 from atalp_keras.data.info import DatasetInfo, images_to_float
 from atalp_keras.data.registry import register_source
