@@ -166,7 +166,10 @@ def feature_model_for(classifier, stage_layers):
         "logits": classifier.outputs[0],
         "stages": [classifier.get_layer(n).output for n in stage_layers],
     }
-    return keras.Model(classifier.inputs, outputs, name=f"{classifier.name}_features")
+    # The classifier's own input structure: a single input as a tensor, not
+    # a one-element list, which Keras warns about when called with a tensor.
+    inputs = classifier.inputs[0] if len(classifier.inputs) == 1 else classifier.inputs
+    return keras.Model(inputs, outputs, name=f"{classifier.name}_features")
 
 
 def build_feature_model(classifier, stage_layers=None):

@@ -65,7 +65,7 @@ def test_compute_terms_matches_the_formula_by_hand(digits):
     terms, _, _ = model.compute_terms(tf.constant(x), tf.constant(y), tf.constant(x_adv),
                                       training=False)
     # Independent computation: separate passes and numpy formulas.
-    probe = keras.Model(classifier.inputs,
+    probe = keras.Model(classifier.input,
                         [classifier.get_layer(n).output for n in model.stage_layers])
     ln, la = classifier(x).numpy(), classifier(x_adv).numpy()
 
