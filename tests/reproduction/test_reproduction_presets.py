@@ -370,3 +370,27 @@ def test_training_seconds_count_every_session_of_a_resumed_run():
                            {"epoch": 3, "seconds": 90.0}]}
     assert models.training_seconds(metrics) == 95.0 + 85.0 + 90.0 + 10.0
     assert models.training_seconds({"seconds": 12.0}) == 12.0
+
+
+LONG_RUNS = ("pat_long", "pat_awp", "at_alp_awp", "mart_awp", "trades_awp")
+
+
+@pytest.mark.parametrize("name", LONG_RUNS)
+def test_long_configs_train_what_their_committed_runs_were_trained_with(name, monkeypatch):
+    """configs/fmnist_<name>.flags (issue 22's long schedule) against the
+    run folder experiments/fmnist_long.sh made and committed: every setting
+    that changes the weights must agree. A run not yet started (nothing
+    committed) is checked once it is."""
+    monkeypatch.chdir(REPO)
+    model_dir = f"runs/fmnist_long/{name}"
+    flagged = json.loads(json.dumps(dataclasses.asdict(
+        _flagfile_config(f"fmnist_{name}", model_dir).validate()), default=str))
+    assert flagged["model_dir"] == model_dir
+    recorded = os.path.join(REPO, model_dir, "run_config.json")
+    if not os.path.exists(recorded):
+        pytest.skip(f"{model_dir} not trained yet (bash experiments/fmnist_long.sh {name})")
+    with open(recorded) as f:
+        trained = json.load(f)["config"]
+    differ = {k: (trained.get(k), flagged[k]) for k in flagged
+              if k not in NON_WEIGHT_SETTINGS and trained.get(k) != flagged[k]}
+    assert not differ
