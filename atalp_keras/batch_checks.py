@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from atalp_keras.data import validate_arrays
+from atalp_keras.data.validation import check_images
 from atalp_keras.errors import UsageError
 
 # Key of an evaluation batch's per-example mask of the examples the eval attack
@@ -68,6 +69,32 @@ def check_first_batch(dataset, num_classes, image_shape, what="training"):
         "train or evaluate on.")
 
 
+def check_prediction_input(x, image_shape):
+    """`check_first_batch` for ``predict``: images only, labels optional.
+
+    Numpy arrays are checked whole, a ``tf.data.Dataset`` by its first batch
+    (images, or a tuple whose first element is the images); anything else is
+    left to `graph_image_checks`.
+
+    Raises:
+        UsageError: for images `check_images` refuses or an empty dataset.
+    """
+    if isinstance(x, np.ndarray):
+        check_images(x, "x", image_shape)
+        return
+    if not isinstance(x, tf.data.Dataset):
+        return
+    for element in x.take(1):
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+        try:
+            check_images(np.asarray(images), "x", image_shape)
+        except UsageError as error:
+            raise UsageError(f"First batch of the prediction dataset: {error}") from None
+        return
+    raise UsageError("The prediction dataset is empty: it yields no batch, so there is "
+                     "nothing to predict.")
+
+
 @contextlib.contextmanager
 def user_errors(what="training"):
     """Turns a failed in-graph input assert into one ``UsageError`` line."""
@@ -116,19 +143,30 @@ def split_weights(third):
     return third.get("sample_weight"), third.get(ATTACK_MASK)
 
 
-def graph_checks(x, y, num_classes):
-    """Cheap run-time value checks: finite pixels in [0, 1], labels in [0, K)."""
+def _pixel_asserts(x):
     finite = tf.reduce_all(tf.math.is_finite(x))
-    checks = [
+    return [
         tf.debugging.Assert(finite, [
             _NAN_TEXT, tf.reduce_sum(tf.cast(~tf.math.is_finite(x), "int32"))]),
         tf.debugging.Assert(
             tf.logical_or(~finite, tf.logical_and(tf.reduce_min(x) >= 0.0,
                                                   tf.reduce_max(x) <= 1.0)),
             [_RANGE_TEXT, tf.reduce_min(x), tf.reduce_max(x)]),
+    ]
+
+
+def graph_checks(x, y, num_classes):
+    """Cheap run-time value checks: finite pixels in [0, 1], labels in [0, K)."""
+    checks = _pixel_asserts(x) + [
         tf.debugging.Assert(
             tf.logical_and(tf.reduce_min(y) >= 0, tf.reduce_max(y) < num_classes),
             [_LABEL_TEXT.format(num_classes), tf.reduce_min(y), tf.reduce_max(y)]),
     ]
     with tf.control_dependencies(checks):
         return tf.identity(x), tf.identity(y)
+
+
+def graph_image_checks(x):
+    """`graph_checks` of the pixels alone (``predict`` has no labels)."""
+    with tf.control_dependencies(_pixel_asserts(x)):
+        return tf.identity(x)

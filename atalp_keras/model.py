@@ -523,6 +523,19 @@ class ATALPModel(keras.Model):
             logs = super().test_on_batch(x, y, sample_weight=sample_weight, return_dict=True)
         return logs if return_dict else self._as_list(logs)
 
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """``keras.Model.predict``: the classifier's logits. Images are checked as
+        in `fit` (numpy arrays whole, a ``tf.data`` pipeline by its first batch,
+        every batch in the graph unless ``validate_inputs=False``), so 0-255
+        images are refused, not answered with one class for all."""
+        batch_checks.check_prediction_input(x, self.image_shape)
+        with batch_checks.user_errors("prediction"):
+            return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
+                                   callbacks=callbacks)
+
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.convert_to_tensor(x)
+        if self.validate_inputs and not self.jit_compile:
+            x = batch_checks.graph_image_checks(tf.cast(x, "float32"))
         return self.classifier(x, training=False)
