@@ -29,13 +29,14 @@ def _run_in_process(args):
     from absl import flags
 
     from atalp_keras import cli
-    from atalp_keras.reproduction import pipeline, settings
+    from atalp_keras.cli import reproduce
+    from atalp_keras.reproduction import pipeline
 
     flag_values = flags.FlagValues()
-    names = settings.define_all_flags(flag_values)
+    names = reproduce.define_all_flags(flag_values)
     flag_values(["experiments/reproduce.py"] + args)
     command = ["python", "experiments/reproduce.py"] + [shlex.quote(a) for a in args]
-    pipeline.run(settings.settings_from_flags(flag_values, names[0]), command,
+    pipeline.run(reproduce.settings_from_flags(flag_values, names[0]), command,
                  cli.flags_to_text(flag_values, names[0] + names[1]))
 
 
