@@ -43,6 +43,9 @@ setup(
         # pytest-xdist: .ci/run spreads the suite over two worker processes.
         "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
         # Peers for the cross-check and speed benchmarks in bench/ (not needed to use the package).
+        # KERAS_BACKEND=jax (issue 23): the CPU wheels measured with Keras 3.15.1 on
+        # Python 3.11; on a GPU machine install JAX's CUDA build instead.
+        "jax": ["jax==0.10.2", "jaxlib==0.10.2"],
         "bench": ["adversarial-robustness-toolbox==1.20.1", "multiprocess"],
     },
 )
