@@ -1,0 +1,296 @@
+"""The report of issue 22's long Fashion-MNIST runs, from what the runs wrote.
+
+``experiments/fmnist_long.sh`` trains each ``configs/fmnist_<name>.flags`` into
+``runs/fmnist_long/<name>/`` (model selection on a held-out split of the
+training set) and evaluates it under AutoAttack on all 10,000 test images into
+``runs/fmnist_long/<name>/eval_autoattack_eps<eps>/results.json``. This module
+reads those files only (``metrics.json``, ``history.csv``, the evaluation's
+records with their per-image ``correct`` strings) and writes one Markdown
+report and one figure, so every cell recomputes from committed files:
+
+- the full-test-set table beside the published numbers, each accuracy with its
+  Wilson 95% interval;
+- the goal of issue 22 and how far the best recipe is from it;
+- McNemar's exact test on the same test images: the best recipe against plain
+  ``pat``, and ``at_alp`` against ``pat`` under the same recipe;
+- the validation curves each run's kept epoch was chosen from;
+- what is still to run, with the command that runs it.
+"""
+
+import csv
+import json
+import os
+
+from matplotlib.figure import Figure
+
+from atalp_keras.evaluation import stats
+
+# The runs of experiments/fmnist_long.sh, in its order; each is
+# configs/fmnist_<name>.flags, whose first comment line describes it.
+RUNS = ("pat_awp", "pat_long", "at_alp_awp", "mart_awp", "trades_awp")
+# Pairs compared by McNemar's test: (a, b, the question it answers).
+PAIRS = (
+    ("pat_awp", "pat_long", "does AWP add robustness to PGD-AT?"),
+    ("at_alp_awp", "pat_awp",
+     "do attention and logit pairing add robustness under the AWP recipe?"),
+)
+# Issue 22's goal on all 10,000 test images: eps -> (clean, AutoAttack), in %.
+GOAL = {0.1: (88.5, 80.0), 0.3: (80.0, 50.0)}
+# Published numbers: (eps, method, source, clean %, robust %, how measured).
+PUBLISHED = (
+    (0.1, "PGD-AT", "Croce, Andriushchenko & Hein, AISTATS 2019 (small CNN)", 88.46, 78.5,
+     "at most; 1,000 test points"),
+    (0.3, "PGD-AT", "MTandHJ/PyTorch-Robust (AutoAttack)", 77.76, 45.99, "all 10,000"),
+    (0.3, "ALP", "MTandHJ/PyTorch-Robust (AutoAttack)", 83.08, 24.25, "all 10,000"),
+    (0.3, "TRADES", "MTandHJ/PyTorch-Robust (AutoAttack)", 78.05, 34.22, "all 10,000"),
+)
+CONTINUE = "bash experiments/fmnist_long.sh"
+
+
+def describe(configs_dir, name):
+    """What ``configs/fmnist_<name>.flags`` says it trains: its first comment
+    line after the ``(...):`` that names its base ("" without one)."""
+    path = os.path.join(configs_dir, f"fmnist_{name}.flags")
+    if not os.path.isfile(path):
+        return ""
+    with open(path) as f:
+        first = f.readline().strip()
+    if not first.startswith("#"):
+        return ""
+    return first.split("):", 1)[-1].strip().rstrip(".")
+
+
+def eval_dir(run_dir, eps):
+    """Where experiments/fmnist_long.sh writes a run's AutoAttack evaluation."""
+    return os.path.join(run_dir, f"eval_autoattack_eps{eps:g}")
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_history(run_dir):
+    """``history.csv`` as a list of dicts of floats (empty if absent)."""
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(f)]
+
+
+def read_run(root, name, eps=0.1):
+    """What one run folder says: its state, kept epoch and evaluation.
+
+    Returns:
+        A dict with ``name``, ``state`` (``"not started"``, ``"training"``,
+        ``"trained"``, ``"evaluated"``), ``history``, and when known
+        ``selection`` (metrics.json's), ``train_seconds``, ``clean`` and
+        ``autoattack`` (the evaluation's records).
+    """
+    run_dir = os.path.join(root, name)
+    run = {"name": name, "dir": run_dir, "history": read_history(run_dir), "state": "not started"}
+    if run["history"]:
+        run["state"] = "training"
+        run["train_seconds"] = sum(row.get("seconds", 0.0) for row in run["history"])
+    metrics_path = os.path.join(run_dir, "metrics.json")
+    if not os.path.isfile(metrics_path):
+        return run
+    metrics = _read_json(metrics_path)
+    run["state"] = "trained"
+    run["selection"] = metrics["training"].get("selection")
+    run["epochs"] = metrics["training"].get("epochs_completed")
+    run["config"] = metrics.get("config", {})
+    results = os.path.join(eval_dir(run_dir, eps), "results.json")
+    if os.path.isfile(results):
+        records = _read_json(results)
+        for record in records:
+            if record["attack"] == "none":
+                run["clean"] = record
+            elif record["attack"] == "autoattack" and abs(record["eps"] - eps) < 1e-9:
+                run["autoattack"] = record
+        if "autoattack" in run:
+            run["state"] = "evaluated"
+    return run
+
+
+def accuracy(record):
+    """A record's accuracy recomputed from its per-image results, and n."""
+    correct = stats.parse_correct(record)
+    if correct.size != record["n"]:
+        raise ValueError(f"{record.get('model')}: {correct.size} per-image results for "
+                         f"n={record['n']}")
+    return float(correct.mean()), int(correct.size)
+
+
+def _cell(record):
+    if record is None:
+        return "-"
+    acc, n = accuracy(record)
+    return f"{100 * acc:.2f} {stats.format_interval(acc, n)}"
+
+
+def _stages(record):
+    stages = record.get("stages") or []
+    return " → ".join(f"{s['component']} {100 * s['robust_accuracy']:.2f}" for s in stages
+                      if s["component"] != "clean")
+
+
+def best_run(runs):
+    """The evaluated run with the highest AutoAttack accuracy (None if none)."""
+    evaluated = [r for r in runs if r["state"] == "evaluated"]
+    return max(evaluated, key=lambda r: accuracy(r["autoattack"])[0], default=None)
+
+
+def paired_tests(runs):
+    """McNemar's exact test for each pair of `PAIRS` whose runs are both
+    evaluated on the same images: ``[(pair, result or None)]``."""
+    by_name = {r["name"]: r for r in runs}
+    out = []
+    for a, b, question in PAIRS:
+        ra, rb = by_name.get(a), by_name.get(b)
+        result = None
+        if ra and rb and ra["state"] == rb["state"] == "evaluated":
+            result = stats.mcnemar_exact(stats.parse_correct(ra["autoattack"]),
+                                         stats.parse_correct(rb["autoattack"]))
+        out.append(((a, b, question), result))
+    return out
+
+
+def validation_figure(runs):
+    """Per run, validation clean and PGD accuracy by epoch, the kept epoch
+    marked: the curves model selection read (the test set is not in them)."""
+    fig = Figure(figsize=(10, 4), dpi=100)
+    ax_clean, ax_adv = fig.subplots(1, 2)
+    for run in runs:
+        history = [row for row in run["history"] if "val_accuracy" in row]
+        if not history:
+            continue
+        epochs = [int(row["epoch"]) for row in history]
+        for ax, key in ((ax_clean, "val_accuracy"), (ax_adv, "val_adv_accuracy")):
+            values = [100 * row.get(key, float("nan")) for row in history]
+            (line,) = ax.plot(epochs, values, marker=".", label=run["name"])
+            kept = (run.get("selection") or {}).get("epoch")
+            if kept in epochs:
+                # Labels starting with "_" stay out of the legend.
+                ax.plot([kept], [values[epochs.index(kept)]], marker="*", markersize=12,
+                        color=line.get_color(), linestyle="none", label=f"_kept {run['name']}")
+    ax_clean.set_title("validation clean accuracy")
+    ax_adv.set_title("validation PGD-10 accuracy (kept epoch: star)")
+    for ax in (ax_clean, ax_adv):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    ax_adv.legend(fontsize=8)
+    return fig
+
+
+def _minutes(seconds):
+    return f"{seconds / 60:.0f} min"
+
+
+def report(runs, eps=0.1, figure_name=None, descriptions=None,
+           command="python experiments/fmnist_long_report.py"):
+    """The Markdown report of `read_run`'s results for every run
+    (``descriptions``: run name -> what its config trains)."""
+    descriptions = descriptions or {}
+    lines = [
+        "# Fashion-MNIST, long schedules, all 10,000 test images",
+        "",
+        f"Made by `{command}` from the files under `runs/fmnist_long/`; the runs are trained "
+        f"and evaluated by `{CONTINUE}` (resumable: rerun it to continue).",
+        "",
+        "Each model is `configs/fmnist_<name>.flags`: the `fmnist` ResNet (78,578 weights), "
+        "PGD-7 training at eps 0.1, 30 epochs of SGD 0.05 with cosine decay. 3,000 of the "
+        "60,000 training images are held out; after every epoch PGD-10 attacks 1,000 of "
+        "them and the epoch with the highest validation PGD accuracy is kept (Rice et al. "
+        "2020). The test set is used once, for this table: clean accuracy and AutoAttack "
+        "(standard: APGD-CE, APGD-T, FAB-T, Square-5000) at eps "
+        f"{eps:g} on all 10,000 test images. Intervals are Wilson 95%.",
+        "",
+        f"| recipe | state | kept epoch (val PGD-10) | clean | AutoAttack eps {eps:g} | "
+        "AutoAttack stages | training |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: |",
+    ]
+    for run in runs:
+        selection = run.get("selection") or {}
+        kept = (f"{selection['epoch']} of {run.get('epochs')} "
+                f"({100 * selection['value']:.1f}%)" if selection.get("epoch") else "-")
+        state = run["state"]
+        if state == "training":
+            state = f"training, {len(run['history'])} epochs done"
+        lines.append(
+            f"| `{run['name']}`: {descriptions.get(run['name'], '')} | {state} | {kept} | "
+            f"{_cell(run.get('clean'))} | {_cell(run.get('autoattack'))} | "
+            f"{_stages(run['autoattack']) if 'autoattack' in run else '-'} | "
+            f"{_minutes(run['train_seconds']) if 'train_seconds' in run else '-'} |")
+    lines += ["", "Published, for comparison:", "",
+              "| eps | method | source | clean | robust | measured on |",
+              "| --- | --- | --- | ---: | ---: | --- |"]
+    lines += [f"| {e:g} | {m} | {src} | {c:.2f} | {r:.2f} | {how} |"
+              for e, m, src, c, r, how in PUBLISHED]
+    lines += ["", "## The goal", ""]
+    goal_clean, goal_robust = GOAL[eps]
+    best = best_run(runs)
+    if best is None:
+        lines.append(f"Issue 22's goal at eps {eps:g} is >= {goal_clean}% clean and >= "
+                     f"{goal_robust}% AutoAttack on all 10,000 test images. No run is "
+                     "evaluated yet.")
+    else:
+        clean, _ = accuracy(best["clean"])
+        robust, _ = accuracy(best["autoattack"])
+        verdict = []
+        for what, value, goal in (("clean", 100 * clean, goal_clean),
+                                  ("AutoAttack", 100 * robust, goal_robust)):
+            gap = "reached" if value >= goal else f"{goal - value:.2f} points short of"
+            verdict.append(f"{what} {value:.2f}% ({gap} {goal}%)")
+        lines.append(f"Issue 22's goal at eps {eps:g}: >= {goal_clean}% clean and >= "
+                     f"{goal_robust}% AutoAttack on all 10,000. The most robust evaluated "
+                     f"recipe, `{best['name']}`: " + "; ".join(verdict) + ".")
+    lines += ["", "## Paired tests on the same 10,000 images", "",
+              "McNemar's exact test on the per-image AutoAttack results: only the images one "
+              "model keeps and the other loses count.", "",
+              "| A | B | question | A only | B only | A - B | p |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for (a, b, question), result in paired_tests(runs):
+        if result is None:
+            lines.append(f"| `{a}` | `{b}` | {question} | - | - | - | not both evaluated |")
+        else:
+            lines.append(f"| `{a}` | `{b}` | {question} | {result['a_only']} | "
+                         f"{result['b_only']} | {100 * result['difference']:+.2f} | "
+                         f"{result['p_value']:.3g} |")
+    if figure_name:
+        lines += ["", "## Validation curves", "",
+                  "What model selection read: the held-out split's clean and PGD-10 accuracy "
+                  "after every epoch; the star is the kept epoch.", "",
+                  f"![validation curves]({figure_name})"]
+    todo = [run for run in runs if run["state"] != "evaluated"]
+    lines += ["", "## Still to run", ""]
+    if not todo:
+        lines.append("Nothing: every run is trained and evaluated.")
+    else:
+        lines.append(f"`{CONTINUE} {' '.join(r['name'] for r in todo)}` continues these "
+                     "(30 epochs of 6-20 min each on 2 shared CPU cores, then about 2 h of "
+                     "AutoAttack per model; training times above are sums of the epochs' "
+                     "seconds on a shared machine):")
+        lines.append("")
+        lines += [f"- `{r['name']}`: {r['state']}" for r in todo]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(root, out_path, configs_dir, eps=0.1,
+                 command="python experiments/fmnist_long_report.py"):
+    """Reads every run of `RUNS` under ``root`` and writes the report and its
+    figure (``<out_path without .md>/validation.png``). Returns the runs."""
+    runs = [read_run(root, name, eps) for name in RUNS]
+    descriptions = {name: describe(configs_dir, name) for name in RUNS}
+    stem = os.path.splitext(out_path)[0]
+    figure_path = os.path.join(stem, "validation.png")
+    os.makedirs(os.path.dirname(figure_path), exist_ok=True)
+    validation_figure(runs).savefig(figure_path, bbox_inches="tight")
+    relative = os.path.relpath(figure_path, os.path.dirname(os.path.abspath(out_path)) or ".")
+    text = report(runs, eps, figure_name=relative, descriptions=descriptions, command=command)
+    with open(out_path, "w") as f:
+        f.write(text)
+    return runs

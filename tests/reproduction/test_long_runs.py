@@ -1,0 +1,121 @@
+"""The long Fashion-MNIST runs' report (experiments/fmnist_long_report.py):
+every cell from the run folders' files, checked on hand-made runs."""
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from atalp_keras.reproduction import long_runs
+from figure_checks import lines, saved_figures  # noqa: F401
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _write_run(root, name, history, kept=None, clean=None, robust=None):
+    """A run folder as train.py and evaluate.py leave it: history.csv, and
+    with ``kept`` metrics.json; with ``clean``/``robust`` (per-image strings)
+    the AutoAttack evaluation."""
+    run = root / name
+    run.mkdir(parents=True)
+    with open(run / "history.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "val_accuracy", "val_adv_accuracy", "seconds"])
+        for epoch, (val, val_adv) in enumerate(history, 1):
+            writer.writerow([epoch, val, val_adv, 60.0])
+    if kept is None:
+        return
+    (run / "metrics.json").write_text(json.dumps({"training": {
+        "epochs_completed": len(history),
+        "selection": {"epoch": kept, "value": history[kept - 1][1]}}}))
+    if clean is None:
+        return
+    out = run / "eval_autoattack_eps0.1"
+    out.mkdir()
+    records = [{"attack": "none", "eps": 0.0, "n": len(clean), "accuracy": 0.0,
+                "correct": clean},
+               {"attack": "autoattack", "eps": 0.1, "n": len(robust), "accuracy": 0.0,
+                "correct": robust,
+                "stages": [{"component": "clean", "robust_accuracy": 1.0},
+                           {"component": "apgd-ce", "robust_accuracy": 0.75},
+                           {"component": "square", "robust_accuracy": 0.5}]}]
+    (out / "results.json").write_text(json.dumps(records))
+
+
+def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figures):
+    root = tmp_path / "runs"
+    # pat_awp: clean 3/4, robust 2/4 (images 0, 1); pat_long: robust images
+    # 1, 2, 3 (3/4). McNemar: pat_awp alone keeps image 0, pat_long alone
+    # keeps 2 and 3: b=1, c=2, p = 2 * P(Bin(3, 1/2) <= 1) = 2 * 4/8 = 1.
+    _write_run(root, "pat_awp", [(0.5, 0.25), (0.75, 0.5), (0.7, 0.4)], kept=2,
+               clean="1110", robust="1100")
+    _write_run(root, "pat_long", [(0.6, 0.3)], kept=1, clean="1111", robust="0111")
+    _write_run(root, "at_alp_awp", [(0.4, 0.2), (0.5, 0.3)])  # still training
+    out = tmp_path / "docs" / "long.md"
+    long_runs.write_report(str(root), str(out), os.path.join(REPO, "configs"))
+    text = out.read_text()
+
+    row = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)`:.*$", text, re.M)}
+    assert "| evaluated | 2 of 3 (50.0%) |" in row["pat_awp"]
+    # 3/4 = 75%: Wilson 95% [30.1, 95.4]; 2/4: [15.0, 85.0]; 3 epochs of 60 s.
+    assert "| 75.00 [30.1, 95.4] | 50.00 [15.0, 85.0] | apgd-ce 75.00 → square 50.00 | 3 min |" \
+        in row["pat_awp"]
+    assert "| 100.00 [51.0, 100.0] | 75.00 [30.1, 95.4] |" in row["pat_long"]
+    assert "| training, 2 epochs done | - | - | - |" in row["at_alp_awp"]
+    assert "| not started |" in row["mart_awp"]
+    # Each row says what its shipped config trains.
+    assert "gamma 0.01" in row["pat_awp"] and "MART" in row["mart_awp"]
+
+    # The best by AutoAttack is pat_long (75%): 100 clean reaches 88.5, 75 is 5 short of 80.
+    assert ("`pat_long`: clean 100.00% (reached 88.5%); AutoAttack 75.00% "
+            "(5.00 points short of 80.0%)") in text
+    assert "| `pat_awp` | `pat_long` | does AWP add robustness to PGD-AT? | 1 | 2 | -25.00 | 1 |" \
+        in text
+    assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
+    assert "bash experiments/fmnist_long.sh at_alp_awp mart_awp trades_awp" in text
+
+    # The figure shows history.csv's validation curves and marks the kept epoch.
+    figure = saved_figures["validation.png"]
+    ax_clean, ax_adv = figure.axes
+    found = lines(ax_adv)
+    np.testing.assert_allclose(found["pat_awp"][1], [25, 50, 40])
+    np.testing.assert_allclose(found["_kept pat_awp"][0], [2])
+    np.testing.assert_allclose(found["_kept pat_awp"][1], [50])
+    np.testing.assert_allclose(lines(ax_clean)["at_alp_awp"][1], [40, 50])
+    assert "![validation curves](long/validation.png)" in text
+    assert os.path.isfile(tmp_path / "docs" / "long" / "validation.png")
+
+
+def test_per_image_results_must_match_n(tmp_path):
+    root = tmp_path / "runs"
+    _write_run(root, "pat_awp", [(0.5, 0.25)], kept=1, clean="11", robust="1")
+    records = json.loads((root / "pat_awp" / "eval_autoattack_eps0.1" / "results.json")
+                         .read_text())
+    records[1]["n"] = 5
+    (root / "pat_awp" / "eval_autoattack_eps0.1" / "results.json").write_text(
+        json.dumps(records))
+    run = long_runs.read_run(str(root), "pat_awp")
+    with pytest.raises(ValueError, match="1 per-image results for n=5"):
+        long_runs.accuracy(run["autoattack"])
+
+
+def test_the_runs_are_the_script_s_and_each_has_a_config():
+    script = open(os.path.join(REPO, "experiments", "fmnist_long.sh")).read()
+    names = re.search(r"NAMES=\(([^)$]*)\)\n", script).group(1).split()
+    assert tuple(names) == long_runs.RUNS
+    for name in long_runs.RUNS:
+        assert long_runs.describe(os.path.join(REPO, "configs"), name), name
+
+
+def test_the_command_refuses_a_missing_runs_folder(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "experiments", "fmnist_long_report.py"),
+         f"--runs={tmp_path / 'nothing'}", f"--out={tmp_path / 'r.md'}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2
+    assert "No runs folder" in result.stderr and "Traceback" not in result.stderr
