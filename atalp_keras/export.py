@@ -121,7 +121,10 @@ def _serving_archive(model, input_shape):
         return {
             "logits": logits,
             "probabilities": ops.softmax(logits, axis=-1),
-            "classes": ops.cast(ops.argmax(logits, axis=-1), "int64"),
+            # tf.argmax, not ops.argmax: Keras' TensorFlow argmax tells -0.0
+            # from 0.0 with a tf.BitwiseAnd, which TFLite has no built-in
+            # kernel for, so the export would convert only with TF Select.
+            "classes": tf.argmax(logits, axis=-1, output_type=tf.int64),
         }
 
     archive.add_endpoint(
