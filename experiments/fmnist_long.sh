@@ -24,7 +24,7 @@ read -r -a TRAIN_ARGS <<< "${FMNIST_LONG_TRAIN_ARGS:-}"
 read -r -a EVAL_ARGS <<< "${FMNIST_LONG_EVAL_ARGS:-}"
 NAMES=("$@")
 if [ ${#NAMES[@]} -eq 0 ]; then
-  NAMES=(pat_awp pat_long at_alp_awp mart_awp trades_awp)
+  NAMES=(pat_awp pat_awp_wide pat_long at_alp_awp mart_awp trades_awp)
 fi
 mkdir -p "$ROOT"
 for name in "${NAMES[@]}"; do

@@ -39,6 +39,11 @@ _REGISTRY = {
                                             name="fmnist_resnet_deep", **o),
         ("widths",) + _RESNET_OPTIONS,
         "fmnist with two blocks per stage (a black-box source for fmnist)"),
+    "fmnist_wide": _Entry(
+        lambda shape, n, **o: fmnist_resnet(shape, n, **{"widths": (16, 32, 64, 128),
+                                                         "name": "fmnist_resnet_wide", **o}),
+        ("widths",) + _RESNET_OPTIONS,
+        "fmnist with twice the filters (4x the weights; the long runs' capacity step)"),
     "cnn": _Entry(lambda shape, n, **o: simple_cnn(shape, n, **o), ("widths",),
                   "plain CNN, no residuals or BatchNorm (a black-box source)"),
     "resnet18": _Entry(lambda shape, n, **o: cifar_resnet(18, shape, n, **o), _RESNET_OPTIONS,

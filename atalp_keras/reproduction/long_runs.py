@@ -27,10 +27,11 @@ from atalp_keras.evaluation import stats
 
 # The runs of experiments/fmnist_long.sh, in its order; each is
 # configs/fmnist_<name>.flags, whose first comment line describes it.
-RUNS = ("pat_awp", "pat_long", "at_alp_awp", "mart_awp", "trades_awp")
+RUNS = ("pat_awp", "pat_awp_wide", "pat_long", "at_alp_awp", "mart_awp", "trades_awp")
 # Pairs compared by McNemar's test: (a, b, the question it answers).
 PAIRS = (
     ("pat_awp", "pat_long", "does AWP add robustness to PGD-AT?"),
+    ("pat_awp_wide", "pat_awp", "does twice the width add robustness?"),
     ("at_alp_awp", "pat_awp",
      "do attention and logit pairing add robustness under the AWP recipe?"),
 )
@@ -102,6 +103,7 @@ def read_run(root, name, eps=0.1):
     run["selection"] = metrics["training"].get("selection")
     run["epochs"] = metrics["training"].get("epochs_completed")
     run["config"] = metrics.get("config", {})
+    run["model"] = metrics.get("model", {})
     results = os.path.join(eval_dir(run_dir, eps), "results.json")
     if os.path.isfile(results):
         records = _read_json(results)
@@ -201,7 +203,8 @@ def report(runs, eps=0.1, figure_name=None, descriptions=None,
         f"Made by `{command}` from the files under `runs/fmnist_long/`; the runs are trained "
         f"and evaluated by `{CONTINUE}` (resumable: rerun it to continue).",
         "",
-        "Each model is `configs/fmnist_<name>.flags`: the `fmnist` ResNet (78,578 weights), "
+        "Each model is `configs/fmnist_<name>.flags`: a 28x28 ResNet (`fmnist`, 78,578 "
+        "weights, or `fmnist_wide`, 309,978), "
         "PGD-7 training at eps 0.1, 30 epochs of SGD 0.05 with cosine decay. 3,000 of the "
         "60,000 training images are held out; after every epoch PGD-10 attacks 1,000 of "
         "them and the epoch with the highest validation PGD accuracy is kept (Rice et al. "
@@ -209,9 +212,9 @@ def report(runs, eps=0.1, figure_name=None, descriptions=None,
         "(standard: APGD-CE, APGD-T, FAB-T, Square-5000) at eps "
         f"{eps:g} on all 10,000 test images. Intervals are Wilson 95%.",
         "",
-        f"| recipe | state | kept epoch (val PGD-10) | clean | AutoAttack eps {eps:g} | "
+        f"| recipe | model | state | kept epoch (val PGD-10) | clean | AutoAttack eps {eps:g} | "
         "AutoAttack stages | training |",
-        "| --- | --- | --- | ---: | ---: | --- | ---: |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | ---: |",
     ]
     for run in runs:
         selection = run.get("selection") or {}
@@ -220,8 +223,12 @@ def report(runs, eps=0.1, figure_name=None, descriptions=None,
         state = run["state"]
         if state == "training":
             state = f"training, {len(run['history'])} epochs done"
+        model = run.get("model") or {}
+        model = (f"{model['name']} ({model['params']:,})" if "params" in model
+                 else run.get("config", {}).get("model", "-"))
         lines.append(
-            f"| `{run['name']}`: {descriptions.get(run['name'], '')} | {state} | {kept} | "
+            f"| `{run['name']}`: {descriptions.get(run['name'], '')} | {model} | {state} | "
+            f"{kept} | "
             f"{_cell(run.get('clean'))} | {_cell(run.get('autoattack'))} | "
             f"{_stages(run['autoattack']) if 'autoattack' in run else '-'} | "
             f"{_minutes(run['train_seconds']) if 'train_seconds' in run else '-'} |")

@@ -30,9 +30,10 @@ def _write_run(root, name, history, kept=None, clean=None, robust=None):
             writer.writerow([epoch, val, val_adv, 60.0])
     if kept is None:
         return
-    (run / "metrics.json").write_text(json.dumps({"training": {
-        "epochs_completed": len(history),
-        "selection": {"epoch": kept, "value": history[kept - 1][1]}}}))
+    (run / "metrics.json").write_text(json.dumps({
+        "model": {"name": "fmnist_resnet", "params": 78578},
+        "training": {"epochs_completed": len(history),
+                     "selection": {"epoch": kept, "value": history[kept - 1][1]}}}))
     if clean is None:
         return
     out = run / "eval_autoattack_eps0.1"
@@ -61,7 +62,7 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     text = out.read_text()
 
     row = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)`:.*$", text, re.M)}
-    assert "| evaluated | 2 of 3 (50.0%) |" in row["pat_awp"]
+    assert "| fmnist_resnet (78,578) | evaluated | 2 of 3 (50.0%) |" in row["pat_awp"]
     # 3/4 = 75%: Wilson 95% [30.1, 95.4]; 2/4: [15.0, 85.0]; 3 epochs of 60 s.
     assert "| 75.00 [30.1, 95.4] | 50.00 [15.0, 85.0] | apgd-ce 75.00 → square 50.00 | 3 min |" \
         in row["pat_awp"]
@@ -77,7 +78,7 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     assert "| `pat_awp` | `pat_long` | does AWP add robustness to PGD-AT? | 1 | 2 | -25.00 | 1 |" \
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
-    assert "bash experiments/fmnist_long.sh at_alp_awp mart_awp trades_awp" in text
+    assert "bash experiments/fmnist_long.sh pat_awp_wide at_alp_awp mart_awp trades_awp" in text
 
     # The figure shows history.csv's validation curves and marks the kept epoch.
     figure = saved_figures["validation.png"]

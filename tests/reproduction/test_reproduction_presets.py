@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from atalp_keras.errors import UsageError
-from atalp_keras.reproduction import models, presets
+from atalp_keras.reproduction import long_runs, models, presets
 from atalp_keras.training.config import NON_WEIGHT_SETTINGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -372,7 +372,8 @@ def test_training_seconds_count_every_session_of_a_resumed_run():
     assert models.training_seconds({"seconds": 12.0}) == 12.0
 
 
-LONG_RUNS = ("pat_long", "pat_awp", "at_alp_awp", "mart_awp", "trades_awp")
+# The runs of experiments/fmnist_long.sh (test_long_runs.py keeps the two equal).
+LONG_RUNS = long_runs.RUNS
 
 
 @pytest.mark.parametrize("name", LONG_RUNS)
