@@ -498,7 +498,10 @@ class ATALPModel(keras.Model):
         own = [awp.DivergenceGuard(hint=self._divergence_hint())]
         if self._settings is not None and self.awp_gamma > 0 and self.awp_warmup_epochs > 0:
             own.append(awp.AWPWarmup(self.awp_warmup_epochs))
-        return own + list(callbacks or [])
+        # mode="auto" on val_adv_accuracy etc.: Keras cannot tell the direction
+        # of this model's own trackers (atalp_keras.monitor_modes).
+        from atalp_keras.monitor_modes import resolve_auto_modes
+        return own + resolve_auto_modes(callbacks, self._trackers)
 
     def _divergence_hint(self):
         if self._settings is not None and self.awp_gamma > 0:
