@@ -1,17 +1,24 @@
 """Checks of what ``ATALPModel`` is fed: arrays up front, the first batch of a
 ``tf.data`` pipeline eagerly, every batch in the graph (cheap value asserts),
-and the translation of a failed graph assert into one ``UsageError`` line."""
+and the translation of a failed graph assert into one ``UsageError`` line.
+
+Under JAX a jitted step has no asserts: every batch is checked on the host
+before it enters the step (`host_checks`), with the same messages.
+TensorFlow is imported only when a TensorFlow object is at hand.
+"""
 
 import contextlib
 import re
+import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from atalp_keras.data import validate_arrays
 from atalp_keras.data.validation import check_images
 from atalp_keras.errors import UsageError
+from atalp_keras.lazy import tensorflow as tf
 
 # Key of an evaluation batch's per-example mask of the examples the eval attack
 # scores: ``(x, y, {ATTACK_MASK: m})``; the adversarial metrics weight example i
@@ -47,7 +54,7 @@ def check_first_batch(dataset, num_classes, image_shape, what="training"):
         UsageError: for an empty dataset, a batch without labels, or a batch
             failing `check_arrays`.
     """
-    if not isinstance(dataset, tf.data.Dataset):
+    if not is_tf_dataset(dataset):
         return
     for element in dataset.take(1):
         x, y, third = keras.utils.unpack_x_y_sample_weight(element)
@@ -82,7 +89,7 @@ def check_prediction_input(x, image_shape):
     if isinstance(x, np.ndarray):
         check_images(x, "x", image_shape)
         return
-    if not isinstance(x, tf.data.Dataset):
+    if not is_tf_dataset(x):
         return
     for element in x.take(1):
         images, _, _ = keras.utils.unpack_x_y_sample_weight(element)
@@ -95,12 +102,22 @@ def check_prediction_input(x, image_shape):
                      "nothing to predict.")
 
 
+def is_tf_dataset(value):
+    """Whether ``value`` is a ``tf.data.Dataset`` (False without TensorFlow
+    loaded: nothing can be one then)."""
+    loaded = sys.modules.get("tensorflow")
+    return loaded is not None and isinstance(value, loaded.data.Dataset)
+
+
 @contextlib.contextmanager
 def user_errors(what="training"):
     """Turns a failed in-graph input assert into one ``UsageError`` line."""
     try:
         yield
-    except tf.errors.InvalidArgumentError as error:
+    except Exception as error:
+        loaded = sys.modules.get("tensorflow")
+        if loaded is None or not isinstance(error, loaded.errors.InvalidArgumentError):
+            raise
         match = _ASSERT.search(error.message or "")
         known = (_NAN_TEXT, _RANGE_TEXT, _LABEL_TEXT.split("{")[0])
         if match is None or not any(text in match.group(1) for text in known):
@@ -109,25 +126,38 @@ def user_errors(what="training"):
         raise UsageError(f"A batch of the {what} data is invalid: {text}") from None
 
 
+def _rank(tensor):
+    """The rank of a tensor, None when TensorFlow does not know it."""
+    shape = tensor.shape
+    return shape.rank if hasattr(shape, "rank") else len(shape)
+
+
 def static_checks(x, y, image_shape, name):
     """Trace-time shape checks; returns ``x`` as float32 and ``y`` as int32."""
-    if x.shape.rank != 4 or tuple(x.shape[1:]) != image_shape:
+    if keras.backend.backend() == "tensorflow":
+        x = tf.convert_to_tensor(x)
+        y = None if y is None else tf.convert_to_tensor(y)
+    else:
+        x = ops.convert_to_tensor(x)
+        y = None if y is None else ops.convert_to_tensor(y)
+    if _rank(x) != 4 or tuple(x.shape[1:]) != image_shape:
         raise UsageError(
             f"Expected images of shape (batch, {', '.join(map(str, image_shape))}) "
             f"for classifier {name!r}. Received: shape {tuple(x.shape)}")
     if y is None:
         raise UsageError("ATALPModel needs labels: pass (images, labels). Received: y=None")
-    if y.shape.rank is None:
-        # A retrace with relaxed shapes can lose the rank: check it at run time.
+    if _rank(y) is None:
+        # A retrace with relaxed shapes can lose the rank (TensorFlow): check it
+        # at run time.
         tf.debugging.assert_rank(y, 1, message="Labels must have shape (batch,)")
         y = tf.reshape(y, [-1])
-    if y.shape.rank != 1:
-        hint = " Use labels.reshape(-1)." if y.shape.rank == 2 and y.shape[-1] == 1 \
+    if _rank(y) != 1:
+        hint = " Use labels.reshape(-1)." if _rank(y) == 2 and y.shape[-1] == 1 \
             else " One-hot labels? Use labels.argmax(axis=-1)."
         raise UsageError(
             "Labels must be integer class ids of shape (batch,)." + hint +
             f" Received: labels of shape {tuple(y.shape)}")
-    return tf.cast(x, "float32"), tf.cast(y, "int32")
+    return ops.cast(x, "float32"), ops.cast(y, "int32")
 
 
 def split_weights(third):
@@ -170,3 +200,37 @@ def graph_image_checks(x):
     """`graph_checks` of the pixels alone (``predict`` has no labels)."""
     with tf.control_dependencies(_pixel_asserts(x)):
         return tf.identity(x)
+
+
+def _number(value):
+    """A min/max as TensorFlow's assert prints it (``255``, ``0.5``, ``nan``)."""
+    return np.format_float_positional(np.float32(value), trim="-")
+
+
+def host_checks(x, y, num_classes, what):
+    """`graph_checks` on the host, for backends without asserts in a step.
+
+    Args:
+        x: A batch of images (any array the batch arrives as).
+        y: Its labels, or None (``predict``).
+        num_classes: Labels must be in ``[0, num_classes)``.
+        what: ``"training"``, ``"evaluation"`` or ``"prediction"``.
+
+    Raises:
+        UsageError: ``"A batch of the <what> data is invalid: ..."``, the
+            message a failed graph assert becomes on TensorFlow.
+    """
+    problem = None
+    x = np.asarray(x)
+    if x.size:
+        finite = np.isfinite(x)
+        if not finite.all():
+            problem = f"{_NAN_TEXT} {int(x.size - finite.sum())}"
+        elif x.min() < 0.0 or x.max() > 1.0:
+            problem = f"{_RANGE_TEXT} {_number(x.min())} {_number(x.max())}"
+    if problem is None and y is not None:
+        y = np.asarray(y)
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            problem = f"{_LABEL_TEXT.format(num_classes)} {y.min()} {y.max()}"
+    if problem is not None:
+        raise UsageError(f"A batch of the {what} data is invalid: {problem}")

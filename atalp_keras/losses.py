@@ -4,8 +4,9 @@ Every function returns one value per example (shape ``(B,)``); `weighted_mean`
 reduces them, so the reduction and the distribution scaling live in one place.
 """
 
-from atalp_keras.lazy import tensorflow as tf
 from keras import ops
+
+from atalp_keras import backend
 
 
 def cross_entropy(labels, logits):
@@ -77,17 +78,15 @@ def mart_weighted_kl(labels, logits_natural, logits_adv):
 
 
 def replicas_in_sync():
-    """Replicas of the current ``tf.distribute`` strategy (1 without one)."""
-    return tf.distribute.get_strategy().num_replicas_in_sync
+    """Replicas of the current ``tf.distribute`` strategy (1 without one, and
+    on JAX)."""
+    return backend.replicas_in_sync()
 
 
 def global_sum(value):
     """Sum of ``value`` (a tensor or a list of them) over the replicas in sync
     (itself on one device)."""
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync == 1:
-        return value
-    return context.all_reduce("sum", value)
+    return backend.global_sum(value)
 
 
 def weighted_mean(values, sample_weight):
@@ -101,5 +100,5 @@ def weighted_mean(values, sample_weight):
     if sample_weight is None:
         return ops.mean(values) / replicas_in_sync()
     sample_weight = ops.cast(sample_weight, values.dtype)
-    total = tf.stop_gradient(global_sum(ops.sum(sample_weight)))
+    total = backend.stop_gradient(global_sum(ops.sum(sample_weight)))
     return ops.sum(sample_weight * values) / ops.maximum(total, 1e-12)

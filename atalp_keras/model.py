@@ -9,14 +9,23 @@ defaults are those of METHOD.md::
         (+ BCE(f(x_adv), y) + beta * KL(f(x) || f(x_adv)) * (1 - p_y(x)) for MART)
 
 Any preset can train with adversarial weight perturbation (`atalp_keras.awp`).
+
+The steps run on TensorFlow and on JAX. TensorFlow's ``train_step(data)``
+reads and assigns variables; JAX's ``train_step(state, data)`` is a pure
+function of their values and returns ``(logs, state)``. Both run the same
+step code: on JAX it runs inside a ``StatelessScope`` mapping every variable
+to its value in ``state`` (`atalp_keras.backend.stateless_step`), and the
+pieces that must differ (gradients, the optimizer update, a cond) go through
+`atalp_keras.backend`.
 """
+
+import sys
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from atalp_keras import attention, awp, batch_checks, compile_args, losses, methods
+from atalp_keras import attention, awp, backend, batch_checks, compile_args, losses, methods
 from atalp_keras.attacks import check_trainable_attack, serialize_attack
 from atalp_keras.attacks.primitives import unrolled_steps
 from atalp_keras.errors import UsageError
@@ -125,8 +134,11 @@ class ATALPModel(keras.Model):
                 Costs one more training pass per step.
             awp_warmup_epochs: Epochs of ``fit`` trained without the
                 perturbation first.
-            jit_compile: XLA-compile the train/test step (off by default: it
-                slowed small models on CPU; measure on your hardware).
+            jit_compile: XLA-compile the train/test step (TensorFlow: off by
+                default, it slowed small models on CPU; measure on your
+                hardware). Under JAX the steps are always ``jax.jit``-compiled
+                (JAX has no graph mode without XLA); ``run_eagerly=True`` runs
+                them op by op.
             **kwargs: Passed to ``keras.Model.compile`` (e.g.
                 ``steps_per_execution``, ``run_eagerly``).
         """
@@ -143,6 +155,8 @@ class ATALPModel(keras.Model):
         attack, eval_attack = compile_args.resolve_attacks(preset, weights, attack, eval_attack)
         check_trainable_attack(attack, eval_attack)  # both run inside train/test_step
         awp_gamma, awp_warmup_epochs = awp.check_settings(awp_gamma, awp_warmup_epochs)
+        if backend.STATELESS_STEPS:
+            _refuse_tf_strategy()
         if awp_gamma > 0 and attack is None:
             raise UsageError(
                 f"AWP perturbs the weights against the adversarial loss, but method "
@@ -180,6 +194,10 @@ class ATALPModel(keras.Model):
             "attack": serialize_attack(attack),
             "eval_attack": serialize_attack(eval_attack),
         }
+        # Stored as asked (a model saved under JAX keeps TensorFlow's default).
+        self._jit_compile_arg = bool(jit_compile)
+        if backend.STATELESS_STEPS and not kwargs.get("run_eagerly"):
+            jit_compile = True
         super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
         self._build_trackers()
 
@@ -230,10 +248,32 @@ class ATALPModel(keras.Model):
     def _as_list(self, logs):
         return [logs[key] for key in self.metrics_names]
 
+    @property
+    def non_trainable_variables(self):
+        """Keras' list, plus on JAX the state of the attacks' seed generators.
+
+        A JAX step is a pure function of the variables Keras passes in; an
+        attack's random start drawn from a generator outside that state would
+        be the same at every step. The generators are not tracked as layers'
+        are, so saved weights do not change.
+        """
+        variables = super().non_trainable_variables
+        if not backend.STATELESS_STEPS:
+            return variables
+        seen = {id(v) for v in variables}
+        for attack in (getattr(self, "train_attack", None), getattr(self, "eval_attack", None)):
+            generator = getattr(attack, "seed_generator", None)
+            if generator is not None and id(generator.state) not in seen:
+                seen.add(id(generator.state))
+                variables.append(generator.state)
+        return variables
+
     def get_compile_config(self):
         config = super().get_compile_config()
         if self._settings is not None:
             config["atalp"] = self._settings
+        if backend.STATELESS_STEPS and config is not None:
+            config["jit_compile"] = getattr(self, "_jit_compile_arg", False)
         return config
 
     def compile_from_config(self, config):
@@ -269,10 +309,8 @@ class ATALPModel(keras.Model):
         values at run time. The third element of ``data`` is a sample weight,
         or a dict with ``"sample_weight"`` and/or ``ATTACK_MASK`` entries."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x, y = batch_checks.static_checks(tf.convert_to_tensor(x),
-                                          None if y is None else tf.convert_to_tensor(y),
-                                          self.image_shape, self.classifier.name)
-        if self.validate_inputs and not self.jit_compile:
+        x, y = batch_checks.static_checks(x, y, self.image_shape, self.classifier.name)
+        if backend.GRAPH_ASSERTS and self.validate_inputs and not self.jit_compile:
             x, y = batch_checks.graph_checks(x, y, self.num_classes)
         sample_weight, attack_mask = batch_checks.split_weights(sample_weight)
         if sample_weight is not None:
@@ -355,7 +393,48 @@ class ATALPModel(keras.Model):
                 self._trackers[key].update_state(terms[key], sample_weight=weight)
         return {key: self._trackers[key].result() for key in keys}
 
-    def train_step(self, data):
+    # ------------------------------------------------------------ the steps
+    def train_step(self, *args):
+        """One training step: ``train_step(data) -> logs`` on TensorFlow,
+        ``train_step(state, data) -> (logs, state)`` on JAX."""
+        if backend.STATELESS_STEPS:
+            state, data = args
+            return backend.stateless_step(self._train_step, self._state_groups(4), state, data)
+        return self._train_step(*args)
+
+    def test_step(self, *args):
+        """One evaluation step (signatures as `train_step`)."""
+        if backend.STATELESS_STEPS:
+            state, data = args
+            return backend.stateless_step(self._test_step, self._state_groups(3), state, data)
+        return self._test_step(*args)
+
+    def predict_step(self, *args):
+        """The classifier's logits: ``predict_step(data)`` on TensorFlow,
+        ``predict_step(state, data) -> (logits, non_trainable)`` on JAX."""
+        if backend.STATELESS_STEPS:
+            state, data = args
+            logits, (_, non_trainable) = backend.stateless_step(
+                self._predict_step, self._state_groups(2), state, data)
+            return logits, non_trainable
+        return self._predict_step(*args)
+
+    def _state_groups(self, count):
+        """The variables of a JAX step's state, in Keras' order: trainable,
+        non-trainable, then the optimizer's (training) and the metrics'."""
+        groups = [self.trainable_variables, self.non_trainable_variables]
+        if count == 4:
+            groups.append(list(self.optimizer.variables))
+        if count >= 3:
+            groups.append(self.metrics_variables)
+        return groups
+
+    def _pass_state(self):
+        """The variables a training pass reads besides the trainable ones
+        (BatchNorm statistics, dropout seeds, a loss scale)."""
+        return self.classifier.non_trainable_variables + list(self.optimizer.variables)
+
+    def _train_step(self, data):
         if self._settings is None:
             raise RuntimeError("Call compile() before fit().")
         x, y, sample_weight, attack_mask = self._unpack(data)
@@ -366,7 +445,7 @@ class ATALPModel(keras.Model):
         x_adv = None
         if self.train_attack is not None:
             with unrolled_steps(True):
-                x_adv = tf.stop_gradient(self.train_attack(self.classifier, x, y))
+                x_adv = backend.stop_gradient(self.train_attack(self.classifier, x, y))
         keys = self._train_keys()
         logits_clean = None
         if x_adv is not None and not self._paired and "accuracy" in keys:
@@ -379,11 +458,10 @@ class ATALPModel(keras.Model):
             grads, terms, logits_nat, logits_adv, regularization = self._awp_gradients(
                 x, y, x_adv, sample_weight, variables)
         else:
-            with tf.GradientTape() as tape:
-                terms, logits_nat, logits_adv, regularization, scaled = self._training_loss(
-                    x, y, x_adv, sample_weight)
-            grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
+            (terms, logits_nat, logits_adv, regularization, _), grads = backend.variable_grads(
+                lambda: self._training_loss(x, y, x_adv, sample_weight), variables,
+                self._pass_state())
+        backend.apply_gradients(self.optimizer, grads, variables)
         if logits_clean is not None:
             logits_nat = logits_clean
             terms["ce_natural"] = losses.cross_entropy(y, logits_nat)
@@ -411,40 +489,30 @@ class ATALPModel(keras.Model):
         are substituted in a ``StatelessScope``, so the update lands on the
         unperturbed weights exactly."""
         index = awp.perturbed_indices(variables)
-        values = [tf.identity(v.value) for v in variables]
+        values = backend.snapshot(variables)
+        state = self._pass_state()
+
+        def training_pass():
+            return self._training_loss(x, y, x_adv, sample_weight)
+
         # The ascent step is computed like csdongxian/AWP's proxy model: in
         # training mode, its BatchNorm statistic updates thrown away.
-        _, ascent_grads, _ = self._loss_and_grads_at(x, y, x_adv, sample_weight, variables,
-                                                     values, index)
+        _, ascent_grads, _ = backend.grads_at(training_pass, variables, values, index, state)
         # Every replica perturbs by the global batch's step.
         ascent_grads = losses.global_sum(ascent_grads)
         steps = awp.weight_perturbation([values[i] for i in index], ascent_grads,
                                         self.awp_gamma)
         for i, step in zip(index, steps):
             values[i] = values[i] + step
-        outputs, grads, scope = self._loss_and_grads_at(x, y, x_adv, sample_weight, variables,
-                                                        values, range(len(values)))
+        outputs, grads, new_state = backend.grads_at(training_pass, variables, values,
+                                                     range(len(values)), state)
         # The real pass's state updates (BatchNorm statistics, seeds) do happen.
-        for variable in self.classifier.non_trainable_variables:
-            value = scope.get_current_value(variable)
+        for variable, value in zip(state, new_state):
             if value is not None:
                 variable.assign(value)
         return (grads, *outputs[:4])
 
-    def _loss_and_grads_at(self, x, y, x_adv, sample_weight, variables, values, wrt):
-        """The training pass with ``variables`` read as ``values``:
-        ``(outputs of _training_loss, gradients w.r.t. values[wrt], scope)``;
-        the scope holds the state updates, applied by nobody unless the
-        caller does."""
-        with tf.GradientTape() as tape:
-            tape.watch(values)
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
-                outputs = self._training_loss(x, y, x_adv, sample_weight)
-        grads = tape.gradient(outputs[-1], [values[i] for i in wrt],
-                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return outputs, grads, scope
-
-    def test_step(self, data):
+    def _test_step(self, data):
         if self._settings is None:
             raise RuntimeError("Call compile() before evaluate().")
         x, y, sample_weight, attack_mask = self._unpack(data)
@@ -461,7 +529,9 @@ class ATALPModel(keras.Model):
             else:
                 # Batches without a marked example skip the attack (their
                 # adversarial metrics get weight 0).
-                logits_adv = tf.cond(ops.any(attack_mask > 0), attacked, lambda: logits_nat)
+                logits_adv = backend.cond(
+                    ops.any(attack_mask > 0), attacked, lambda: logits_nat,
+                    self.trainable_variables + self.non_trainable_variables)
                 adv_weight = attack_mask if sample_weight is None else attack_mask * sample_weight
             terms["ce_adv"] = losses.cross_entropy(y, logits_adv)
         # val_loss: the adversarial CE when an eval attack runs, else the clean CE.
@@ -472,8 +542,50 @@ class ATALPModel(keras.Model):
     def _check_inputs(self, x, y, what):
         if isinstance(x, np.ndarray):
             batch_checks.check_arrays(x, y, self.num_classes, self.image_shape)
-        elif self.validate_inputs or isinstance(x, tf.data.Dataset):
+        elif self.validate_inputs or batch_checks.is_tf_dataset(x):
             batch_checks.check_first_batch(x, self.num_classes, self.image_shape, what)
+
+    # Without asserts inside a step (JAX), every batch is checked on the host
+    # on its way into the step function.
+    def make_train_function(self, force=False):
+        function = super().make_train_function(force)
+        self.train_function = self._host_checked(self.train_function, "training", 4)
+        return function
+
+    def make_test_function(self, force=False):
+        function = super().make_test_function(force)
+        self.test_function = self._host_checked(self.test_function, "evaluation", 3)
+        return function
+
+    def make_predict_function(self, force=False):
+        super().make_predict_function(force)
+        self.predict_function = self._host_checked(self.predict_function, "prediction", 2)
+        return self.predict_function
+
+    def _host_checked(self, function, what, groups):
+        """``function(state, batches)`` with each batch checked first
+        (`batch_checks.host_checks`), on backends without graph asserts."""
+        if backend.GRAPH_ASSERTS or function is None or getattr(function, "host_checked", False):
+            return function
+        labels = what != "prediction"
+
+        def check(data):
+            if self.validate_inputs:
+                x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+                batch_checks.host_checks(x, y if labels else None, self.num_classes, what)
+            return data
+
+        def run(state, batches):
+            try:
+                return function(state, map(check, batches))
+            except UsageError:
+                # Refused before the step ran: Keras' JAX fit has taken the
+                # values out of the variables for the epoch, put them back.
+                backend.restore_state(self._state_groups(groups), state)
+                raise
+
+        run.host_checked = True
+        return run
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.fit``; inputs are checked up front (numpy arrays whole,
@@ -536,9 +648,20 @@ class ATALPModel(keras.Model):
             return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
                                    callbacks=callbacks)
 
-    def predict_step(self, data):
+    def _predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x = tf.convert_to_tensor(x)
-        if self.validate_inputs and not self.jit_compile:
-            x = batch_checks.graph_image_checks(tf.cast(x, "float32"))
+        x = ops.convert_to_tensor(x)
+        if backend.GRAPH_ASSERTS and self.validate_inputs and not self.jit_compile:
+            x = batch_checks.graph_image_checks(ops.cast(x, "float32"))
         return self.classifier(x, training=False)
+
+
+def _refuse_tf_strategy():
+    """Under JAX a ``tf.distribute`` strategy cannot place the steps."""
+    loaded = sys.modules.get("tensorflow")
+    if loaded is not None and loaded.distribute.has_strategy():
+        strategy = type(loaded.distribute.get_strategy()).__name__
+        raise UsageError(
+            "tf.distribute strategies run ATALPModel only under KERAS_BACKEND=tensorflow; "
+            f"under JAX train on one device. Received: a {strategy} scope with "
+            "KERAS_BACKEND=jax")

@@ -208,3 +208,157 @@ def keyed_uniform(keys, shape):
                                                       _const(_GOLDEN))))
     u = (z[0] >> 8).astype(jnp.float32) * (1.0 / 2 ** 24)
     return jnp.reshape(u, (-1,) + tuple(shape))
+
+
+# The training step (ATALPModel.train_step / test_step / predict_step). JAX
+# calls ``step(state, data)`` and wants ``(outputs, state)`` back: a pure
+# function of the variables' values. `stateless_step` runs the model's own
+# step code inside a StatelessScope mapping every variable to its value in
+# ``state``, so the attack, the loss and the metrics all read the same values,
+# and collects what the step assigned. Inside, the functions below replace
+# the stateful pieces: each transformed function (value_and_grad, cond) runs
+# in its own scope mapping every variable it reads, and returns what it
+# assigned as an output, so no traced value escapes its trace.
+STATELESS_STEPS = True
+# No asserts inside a jitted step: batches are checked on the host instead.
+GRAPH_ASSERTS = False
+
+
+def stateless_step(step, variable_groups, state, data):
+    """``(step(data), new_state)`` with the variables of each group read as
+    the values of the matching group of ``state``.
+
+    Args:
+        step: The model's step, written against variables.
+        variable_groups: Lists of Keras variables (trainable, non-trainable,
+            optimizer, metrics: the order Keras' JAX trainer uses).
+        state: Lists of their values, group by group.
+        data: The batch.
+
+    Returns:
+        The step's outputs and a tuple of lists: each variable's value after
+        the step (assigned, or as it came in).
+    """
+    mapping = [(variable, value) for variables, values in zip(variable_groups, state)
+               for variable, value in zip(variables, values)]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        outputs = step(data)
+    return outputs, tuple([scope.get_current_value(v) for v in variables]
+                          for variables in variable_groups)
+
+
+def _assign_changed(variables, old, new):
+    """Records in the enclosing scope the values a transformed function
+    assigned (those that are not the value it was given)."""
+    for variable, before, after in zip(variables, old, new):
+        if after is not None and after is not before:
+            variable.assign(after)
+
+
+def grads_at(fn, variables, values, wrt, state=()):
+    """``fn()`` with ``variables`` read as ``values``, under ``jax.value_and_grad``.
+
+    Args:
+        fn: ``fn() -> outputs`` with ``outputs[-1]`` a scalar.
+        variables: Keras variables.
+        values: Their values for this call.
+        wrt: Positions in ``values`` to differentiate with respect to.
+        state: Every other variable ``fn`` reads or assigns (non-trainable
+            weights, seed generators, optimizer variables): read at their
+            current values (those of the enclosing scope).
+
+    Returns:
+        ``(outputs, grads, new_state)``: the gradients of ``outputs[-1]`` with
+        respect to ``values[i]`` for ``i`` in ``wrt``, and the value of each
+        ``state`` variable after ``fn`` (as it came in when not assigned).
+        Nothing is written.
+    """
+    wrt = list(wrt)
+    state = list(state)
+    state_values = [v.value for v in state]
+
+    def target(wrt_values):
+        current = list(values)
+        for i, value in zip(wrt, wrt_values):
+            current[i] = value
+        mapping = list(zip(variables, current)) + list(zip(state, state_values))
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            outputs = fn()
+        return outputs[-1], (outputs, [scope.get_current_value(v) for v in state])
+
+    (_, (outputs, new_state)), grads = jax.value_and_grad(target, has_aux=True)(
+        [values[i] for i in wrt])
+    return outputs, grads, [None if after is before else after
+                            for before, after in zip(state_values, new_state)]
+
+
+def variable_grads(fn, variables, state=()):
+    """``(outputs, d outputs[-1] / d variables)`` for ``fn() -> outputs`` at
+    the variables' current values; what ``fn`` assigns to ``state`` (every
+    other variable it reads, see `grads_at`) is recorded in the enclosing
+    scope, as a stateful call would."""
+    values = [v.value for v in variables]
+    outputs, grads, new_state = grads_at(fn, variables, values, range(len(values)), state)
+    _assign_changed(state, [None] * len(state), new_state)
+    return outputs, grads
+
+
+def snapshot(variables):
+    """The variables' current values (JAX arrays never change in place)."""
+    return [v.value for v in variables]
+
+
+def apply_gradients(optimizer, grads, variables):
+    """``optimizer.stateless_apply`` on the enclosing scope's values, its
+    results recorded there. ``variables`` must be in the order the optimizer
+    was built with."""
+    trainable, optimizer_values = optimizer.stateless_apply(
+        [v.value for v in optimizer.variables], grads, [v.value for v in variables])
+    for variable, value in zip(list(variables) + list(optimizer.variables),
+                               list(trainable) + list(optimizer_values)):
+        variable.assign(value)
+
+
+def cond(pred, true_fn, false_fn, state=()):
+    """``jax.lax.cond`` over branches written against variables.
+
+    ``state`` lists every variable the branches read or assign: each branch
+    runs in a scope mapping them to their current values and returns what it
+    assigned (a seed generator's advance), recorded after the cond.
+    """
+    state = list(state)
+    values = [v.value for v in state]
+
+    def branch(fn):
+        def run(current):
+            with keras.StatelessScope(state_mapping=list(zip(state, current))) as scope:
+                outputs = fn()
+            return outputs, [scope.get_current_value(v) for v in state]
+        return run
+
+    outputs, new_values = jax.lax.cond(pred, branch(true_fn), branch(false_fn), values)
+    _assign_changed(state, values, new_values)
+    return outputs
+
+
+def replicas_in_sync():
+    """1: ``tf.distribute`` does not apply to JAX (``ATALPModel.compile``
+    refuses a strategy under JAX)."""
+    return 1
+
+
+def global_sum(value):
+    return value
+
+
+def restore_state(variable_groups, state):
+    """Puts ``state`` back into the variables after a step refused its batch
+    before running. Keras' JAX ``fit`` empties the variables for the epoch
+    and would leave them empty; values already donated to a jitted step
+    (``steps_per_execution > 1``) cannot be restored and are left alone."""
+    pairs = [(variable, value) for variables, values in zip(variable_groups, state)
+             for variable, value in zip(variables, values)]
+    if any(getattr(value, "is_deleted", lambda: False)() for _, value in pairs):
+        return
+    for variable, value in pairs:
+        variable.assign(value)

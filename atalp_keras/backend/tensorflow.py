@@ -2,6 +2,7 @@
 unchanged (a GradientTape, ``tf.while_loop`` with one iteration in flight,
 ``tf.function`` with an input signature, uint64 keys)."""
 
+import keras
 import tensorflow as tf
 
 KEY_SHAPE = ()
@@ -85,3 +86,72 @@ def keyed_uniform(keys, shape):
     z = _mix64(_as_u64(keys)[:, None] + lanes[None, :] * _u64(_GOLDEN))
     u = tf.cast(tf.bitwise.right_shift(z, _u64(40)), tf.float32) * (1.0 / 2 ** 24)
     return tf.reshape(u, [-1] + list(shape))
+
+
+# The training step (ATALPModel.train_step / test_step). TensorFlow steps are
+# stateful: they read and assign the variables themselves.
+STATELESS_STEPS = False
+# Input value checks run as asserts inside the traced step (batch_checks).
+GRAPH_ASSERTS = True
+
+
+def variable_grads(fn, variables, state=()):
+    """``(outputs, d outputs[-1] / d variables)`` for ``fn() -> outputs``, at
+    the variables' current values; ``fn``'s assignments happen as usual.
+    ``state`` is for JAX (TensorFlow reads and writes variables in place)."""
+    del state
+    with tf.GradientTape() as tape:
+        outputs = fn()
+    return outputs, tape.gradient(outputs[-1], variables)
+
+
+def grads_at(fn, variables, values, wrt, state=()):
+    """``fn()`` with ``variables`` read as ``values`` (a ``StatelessScope``).
+
+    Returns:
+        ``(outputs, grads, new_state)``: the gradients of ``outputs[-1]``
+        with respect to ``values[i]`` for ``i`` in ``wrt`` (zeros where
+        unconnected), and per variable of ``state`` the value ``fn``
+        assigned to it (None if none). Nothing is written.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))) as scope:
+            outputs = fn()
+    grads = tape.gradient(outputs[-1], [values[i] for i in wrt],
+                          unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return outputs, grads, [scope.get_current_value(v) for v in state]
+
+
+def snapshot(variables):
+    """The variables' current values, as tensors that later writes do not change."""
+    return [tf.identity(v.value) for v in variables]
+
+
+def apply_gradients(optimizer, grads, variables):
+    optimizer.apply(grads, variables)
+
+
+def cond(pred, true_fn, false_fn, state=()):
+    """``tf.cond``; ``state`` is for JAX."""
+    del state
+    return tf.cond(pred, true_fn, false_fn)
+
+
+def replicas_in_sync():
+    """Replicas of the current ``tf.distribute`` strategy (1 without one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def global_sum(value):
+    """Sum of ``value`` (a tensor or a list of them) over the replicas in sync
+    (itself on one device)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return value
+    return context.all_reduce("sum", value)
+
+
+def restore_state(variable_groups, state):
+    """For JAX (TensorFlow steps do not take the values out of variables)."""
+    del variable_groups, state
