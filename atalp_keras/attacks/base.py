@@ -3,7 +3,8 @@ where a classifier and user arrays enter an attack.
 
 An attack is a callable object. ``attack(model, x, y) -> x_adv`` on tensors is
 graph-safe when the class says ``in_graph = True`` (it can then run inside
-``train_step``, any ``tf.function`` or, on JAX, any ``jax.jit``). On arrays,
+``train_step``, any ``tf.function`` or, on JAX, a ``jax.jit`` that passes the
+attack's state in: see `Attack.seed_for`). On arrays,
 ``perturb`` returns the adversarial images and ``run`` returns an `AttackResult`
 with them, the per-example success and the attack's other outputs (``extras``).
 """
@@ -13,6 +14,7 @@ import dataclasses
 import keras
 import numpy as np
 from keras import ops
+from keras.src.backend.common.stateless_scope import in_stateless_scope
 
 from atalp_keras import backend
 from atalp_keras.attacks import batching
@@ -118,6 +120,29 @@ class Attack:
 
     def __call__(self, model, x, y):
         raise NotImplementedError
+
+    def seed_for(self, x):
+        """The attack's ``keras.random.SeedGenerator``, to draw noise for ``x``.
+
+        Drawing advances the generator by assigning its state. On JAX, inside a
+        ``jax.jit`` that assignment must land in a ``keras.StatelessScope``
+        (what `perturb`, ``ATALPModel.train_step`` and
+        `atalp_keras.backend.compiled` with ``stateful=lambda: (model,
+        attack.seed_generator)`` provide); in a bare ``jax.jit`` it would leak
+        a tracer into the attack and break its next call, so it is refused.
+
+        Raises:
+            UsageError: On JAX, when traced outside any ``StatelessScope``.
+        """
+        if (backend.NAME == "jax" and not backend.executing_eagerly(x)
+                and not in_stateless_scope()):
+            raise UsageError(
+                f"The {self.name!r} attack draws random numbers, which under JAX advance "
+                "its keras.random.SeedGenerator: inside jax.jit call it in a "
+                "keras.StatelessScope that maps attack.seed_generator.state (or through "
+                "atalp_keras.backend.compiled(..., stateful=lambda: (model, "
+                "attack.seed_generator))), or use perturb() on arrays.")
+        return self.seed_generator
 
     def get_config(self):
         return {"eps": self.eps, "seed": self.seed}

@@ -25,11 +25,41 @@ def batch_slices(n, batch_size):
     return [slice(start, start + batch_size) for start in range(0, n, batch_size)]
 
 
+# On JAX each new batch shape compiles the attack again (TensorFlow's
+# signatures leave the batch dimension free). The attacks' drivers call with
+# ever-changing sizes (the points still robust after a round, RayS's open
+# points), so there a batch is padded to the next power of two (at least
+# MIN_PADDED, at most batch_size): a handful of compiled shapes per function,
+# for at most twice the examples of compute.
+MIN_PADDED = 8
+
+
+def padded_size(n, batch_size):
+    """The batch size ``n`` examples are padded to on JAX (``n`` on TensorFlow)."""
+    if backend.NAME != "jax" or n == 0:
+        return n
+    return max(n, min(int(batch_size), max(MIN_PADDED, 1 << (n - 1).bit_length())))
+
+
+def _padded(batch, size):
+    """``batch`` with its last example repeated up to ``size`` rows.
+
+    Repeating a real example (not zeros) keeps a batch's "every point done"
+    early stops (APGD, FAB, Square) as they were; each attack's result is
+    per example, so the copies' outputs are dropped.
+    """
+    n = len(batch)
+    if size == n:
+        return batch
+    return np.concatenate([batch, np.repeat(batch[-1:], size - n, axis=0)], axis=0)
+
+
 def map_batches(fn, arrays, batch_size, progress=None):
     """Applies ``fn`` to aligned slices of ``arrays`` and concatenates each output.
 
     Args:
-        fn: ``fn(*batch) -> array or tuple of arrays``.
+        fn: ``fn(*batch) -> array or tuple of arrays``, each output with one
+            row per example (on JAX a batch may be padded, `padded_size`).
         arrays: Equal-length arrays, sliced together along axis 0.
         batch_size: Examples per call.
         progress: Optional `Progress`; advanced by each batch's size.
@@ -39,10 +69,13 @@ def map_batches(fn, arrays, batch_size, progress=None):
     """
     outs = None
     for part in batch_slices(len(arrays[0]), batch_size):
-        result = fn(*[a[part] for a in arrays])
+        batch = [np.asarray(a[part]) for a in arrays]
+        n = len(batch[0])
+        size = padded_size(n, batch_size)
+        result = fn(*[_padded(b, size) for b in batch])
         if not isinstance(result, (tuple, list)):
             result = (result,)
-        result = [np.asarray(r) for r in result]
+        result = [np.asarray(r)[:n] for r in result]
         outs = [[r] for r in result] if outs is None else [o + [r] for o, r in zip(outs, result)]
         if progress is not None:
             progress.add(len(result[0]))

@@ -73,7 +73,7 @@ class PGDAttack(Attack):
         if not self.random_start:
             return x
         noise = keras.random.uniform(
-            ops.shape(x), -self.eps, self.eps, seed=self.seed_generator
+            ops.shape(x), -self.eps, self.eps, seed=self.seed_for(x)
         )
         return ops.clip(x + noise, 0.0, 1.0)
 

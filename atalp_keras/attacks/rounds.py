@@ -67,7 +67,7 @@ class RoundAttack(Attack):
         y = ops.cast(y, "int32")
         logits = model_logits(model, x)
         num_classes = int(logits.shape[-1])
-        base = keras.random.randint((), 0, 2 ** 31 - 1, seed=self.seed_generator)
+        base = keras.random.randint((), 0, 2 ** 31 - 1, seed=self.seed_for(x))
         keys = example_keys(base, ops.arange(ops.shape(x)[0], dtype="int32"))
         targets_all = None
         if self.targeted_rounds:
@@ -119,10 +119,12 @@ class RoundAttack(Attack):
             if idx.size == 0:
                 break
             targets = y[idx] if target_rank is None else targets_all[idx, target_rank]
+            # Folded for every point, then indexed: the same keys (the fold is
+            # per example), and on JAX one eager shape instead of one per round.
+            round_keys = np.asarray(fold_key(keys, round_no))[idx]
             out, broke = batching.map_batches(
                 lambda xb, yb, tb, kb: run(xb, yb, tb, kb, np.int32(restart)),
-                [x[idx], y[idx], targets.astype(np.int32),
-                 np.asarray(fold_key(keys[idx], round_no))],
+                [x[idx], y[idx], targets.astype(np.int32), round_keys],
                 batch_size)
             broke = broke.astype(bool)
             x_adv[idx] = out

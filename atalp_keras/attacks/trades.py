@@ -29,7 +29,7 @@ class TRADESAttack(PGDAttack):
     def _start(self, x):
         if not self.random_start:
             return x
-        noise = 0.001 * keras.random.normal(ops.shape(x), seed=self.seed_generator)
+        noise = 0.001 * keras.random.normal(ops.shape(x), seed=self.seed_for(x))
         return ops.clip(x + noise, 0.0, 1.0)
 
     def _context(self, model, x, y):

@@ -1,11 +1,31 @@
-"""What the per-attack test files share: the digits points they attack, and
-the checks every adversarial batch must pass (in the eps-ball, in [0, 1])."""
+"""What the per-attack test files share: the digits points they attack, the
+small budgets the contract tests build attacks with, and the checks every
+adversarial batch must pass (in the eps-ball, in [0, 1]).
+
+Backend-neutral (no TensorFlow): tests/jax/test_attacks_jax.py imports it too.
+"""
+
+import inspect
 
 import numpy as np
 import pytest
 
+from atalp_keras.attacks import ATTACKS, get_attack
+
 EPS = 0.1
 N = 150
+# Small budgets per option name; each attack gets those its constructor takes.
+SMALL = dict(num_steps=5, n_target_classes=3, n_queries=200)
+
+
+def small(name, eps=EPS, **kwargs):
+    """The registered attack ``name`` with the `SMALL` budgets it takes
+    (FGSM keeps its one step); ``kwargs`` override them."""
+    params = inspect.signature(ATTACKS[name].__init__).parameters
+    options = {k: v for k, v in SMALL.items() if k in params}
+    if name == "fgsm":
+        options.pop("num_steps", None)
+    return get_attack(name, eps=eps, **{**options, **kwargs})
 
 
 def first_test_points(digits, n):

@@ -14,20 +14,9 @@ from atalp_keras.attacks import (ATTACKS, AttackResult, check_trainable_attack,
                                  deserialize_attack, get_attack, serialize_attack)
 from atalp_keras.errors import UsageError
 
-from attack_checks import correct, first_test_points
+from attack_checks import EPS, correct, first_test_points, small
 
-EPS = 0.1
 N = 60
-# Small budgets per option name; each attack gets those its constructor takes.
-SMALL = dict(num_steps=5, n_target_classes=3, n_queries=200)
-
-
-def small(name, **kwargs):
-    params = inspect.signature(ATTACKS[name].__init__).parameters
-    options = {k: v for k, v in SMALL.items() if k in params}
-    if name == "fgsm":
-        options.pop("num_steps", None)
-    return get_attack(name, eps=kwargs.pop("eps", EPS), **{**options, **kwargs})
 
 
 @pytest.fixture(scope="module")
