@@ -278,6 +278,10 @@ def _result(config, commit, cluster, pipes, parts, fitted):
             "distribution": config.distribution,
             "strategy": type(cluster.strategy).__name__,
             "replicas": cluster.replicas,
+            # Where the replicas ran (what --devices chose); TensorFlow's
+            # default strategy places ops itself and names no devices.
+            "devices": (None if config.distribution == "default"
+                        else list(cluster.strategy.extended.worker_devices)),
             "task": cluster.task,
             "jit_compile": parts.jit_compile,
             "jit_compile_note": parts.jit_note,
