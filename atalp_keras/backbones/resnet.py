@@ -55,7 +55,7 @@ def basic_resnet(input_shape, num_classes, blocks_per_stage, widths, strides,
         fused_bn: Compute BatchNorm with TensorFlow's fused kernel
             (`FusedBatchNormalization`, the same weights and values as
             ``keras.layers.BatchNormalization``, faster); False uses Keras'
-            layer.
+            layer. Under JAX both compute Keras' BatchNorm.
         name: Model name.
     """
     if not (len(blocks_per_stage) == len(widths) == len(strides)):
