@@ -389,29 +389,32 @@ def test_early_stopping_on_adv_accuracy_and_the_divergence_guard():
 def test_awp_warmup_trains_plain_first_then_perturbed():
     x, y = _data(16)
     init = _plain_net().get_weights()
-    seen = []
 
     class Capture(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            seen.append((self.model._awp_active, self.model.classifier.get_weights()))
+        def __init__(self):
+            super().__init__()
+            self.seen = []
 
-    warm = ak.ATALPModel(_plain_net())
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen.append((self.model._awp_active, self.model.classifier.get_weights()))
+
+    warm, plain = ak.ATALPModel(_plain_net()), ak.ATALPModel(_plain_net())
     warm.compile(keras.optimizers.SGD(0.1), method="pat", attack=_attack("pat"),
                  eval_attack=None, awp_gamma=0.05, awp_warmup_epochs=1)
-    warm.classifier.set_weights(init)
-    warm.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[Capture()])
-    plain = _model("pat", _plain_net())
-    plain.classifier.set_weights(init)
-    plain.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    assert [active for active, _ in seen] == [False, True]
-    plain_after_two = plain.classifier.get_weights()
+    plain.compile(keras.optimizers.SGD(0.1), method="pat", attack=_attack("pat"),
+                  eval_attack=None)
+    captured = []
+    for model in (warm, plain):
+        model.classifier.set_weights(init)
+        captured.append(Capture())
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[captured[-1]])
+    warm_seen, plain_seen = captured[0].seen, captured[1].seen
+    assert [active for active, _ in warm_seen] == [False, True]
     # Epoch 1 equals plain training; epoch 2 is perturbed, so it differs.
-    plain_one = _model("pat", _plain_net())
-    plain_one.classifier.set_weights(init)
-    plain_one.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
-    for a, b in zip(seen[0][1], plain_one.classifier.get_weights()):
+    for a, b in zip(warm_seen[0][1], plain_seen[0][1]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(seen[1][1], plain_after_two))
+    assert not all(np.allclose(a, b, atol=1e-6) for a, b in zip(warm_seen[1][1], plain_seen[1][1]))
 
 
 def test_import_and_training_need_no_tensorflow():
