@@ -56,3 +56,54 @@ def run_epoch(step, dataset):
     if loss is not None:
         loss.numpy()
     return time.perf_counter() - start
+
+
+def reference_pgd_step_jax(model, optimizer, eps, step_size, num_steps, seed=0):
+    """The same Madry PGD-K step written by hand for JAX, as Keras' guide to a
+    custom JAX training step has it: stateless calls, ``jax.grad`` for the
+    input gradient, ``optimizer.stateless_apply``, all in one ``jax.jit``.
+
+    Returns:
+        ``run(batches) -> loss``: one pass over ``batches`` (pairs of arrays),
+        the state carried between calls (the model's variables are not written
+        back: this is a speed reference only).
+    """
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    optimizer.build(model.trainable_variables)
+
+    def mean_ce(trainable, non_trainable, x, y, training):
+        logits, non_trainable = model.stateless_call(trainable, non_trainable, x,
+                                                     training=training)
+        loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        return jnp.mean(loss), non_trainable
+
+    @jax.jit
+    def step(state, x, y, key):
+        trainable, non_trainable, optimizer_vars = state
+        key, start = jax.random.split(key)
+        x_adv = jnp.clip(x + jax.random.uniform(start, x.shape, minval=-eps, maxval=eps), 0, 1)
+        input_grad = jax.grad(lambda xa: mean_ce(trainable, non_trainable, xa, y, False)[0])
+        for _ in range(num_steps):
+            x_adv = x_adv + step_size * jnp.sign(input_grad(x_adv))
+            x_adv = jnp.clip(jnp.clip(x_adv, x - eps, x + eps), 0.0, 1.0)
+        (loss, non_trainable), grads = jax.value_and_grad(mean_ce, has_aux=True)(
+            trainable, non_trainable, x_adv, y, True)
+        trainable, optimizer_vars = optimizer.stateless_apply(optimizer_vars, grads, trainable)
+        return (trainable, non_trainable, optimizer_vars), loss, key
+
+    carried = {"state": ([v.value for v in model.trainable_variables],
+                         [v.value for v in model.non_trainable_variables],
+                         [v.value for v in optimizer.variables]),
+               "key": jax.random.PRNGKey(seed)}
+
+    def run(batches):
+        loss = None
+        for x, y in batches:
+            carried["state"], loss, carried["key"] = step(carried["state"], x, y,
+                                                          carried["key"])
+        return None if loss is None else float(loss)  # waits for the last step
+
+    return run

@@ -156,8 +156,8 @@ def machine_info():
             cpu = next((ln.split(":", 1)[1].strip() for ln in f
                         if ln.startswith("model name")), cpu)
     versions = {}
-    for package in ("tensorflow-cpu", "tensorflow", "keras", "adversarial-robustness-toolbox",
-                    "numpy"):
+    for package in ("tensorflow-cpu", "tensorflow", "keras", "jax", "jaxlib",
+                    "adversarial-robustness-toolbox", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
