@@ -24,9 +24,12 @@ if _REPO not in sys.path:
 from absl import flags  # noqa: E402
 
 from atalp_keras import cli  # noqa: E402
-from atalp_keras.cli import reproduce  # noqa: E402
+from atalp_keras.cli.common import require_tensorflow_backend  # noqa: E402
 
 PROGRAM = "experiments/reproduce.py"
+# Before the reproduction's modules import TensorFlow (cli.run checks too late here).
+require_tensorflow_backend(PROGRAM)
+from atalp_keras.cli import reproduce  # noqa: E402
 FLAGS = flags.FLAGS
 NAMES = reproduce.define_all_flags(FLAGS)
 

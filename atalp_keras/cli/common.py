@@ -29,7 +29,7 @@ import typing
 from absl import flags
 
 from atalp_keras.cli.boundary import (  # noqa: F401  (re-exported)
-    HELP_ARGS, USAGE_ERROR_EXIT_CODE, fail, flag_spelling, help_text,
+    HELP_ARGS, USAGE_ERROR_EXIT_CODE, _program, fail, flag_spelling, help_text,
     main_boundary, one_line, parse_flags)
 from atalp_keras.errors import UsageError
 from atalp_keras.parsing import (  # noqa: F401  (re-exported)
@@ -288,12 +288,27 @@ def flags_to_text(flag_values, names):
 # -------------------------------------------------------- error boundary
 
 
+def require_tensorflow_backend(program):
+    """Stops a command line with one line (exit 2) when ``KERAS_BACKEND``
+    names another backend: the commands are built on TensorFlow (tf.data
+    pipelines, tf.distribute, SavedModel export); the library runs on JAX.
+    Checked before TensorFlow is imported, which a JAX machine may lack."""
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend != "tensorflow":
+        fail(program, f"The command lines run on Keras' TensorFlow backend (tf.data input, "
+                      f"tf.distribute, SavedModel export). Received: KERAS_BACKEND={backend}. "
+                      "Unset it to run this command; under JAX, train and attack through the "
+                      "library (README, 'On JAX').")
+
+
 def run(main, program=None, flag_values=flags.FLAGS, quiet=True):
     """Runs ``main(argv)`` as a program with absl: TensorFlow quieted first
     (``quiet``), flags parsed by `parse_flags`, ``main`` inside
-    `main_boundary`."""
+    `main_boundary`. Any backend but TensorFlow is refused first
+    (`require_tensorflow_backend`)."""
     from absl import app
 
+    require_tensorflow_backend(program or _program())
     if quiet:
         quiet_tensorflow()
     program = program or _program()

@@ -179,3 +179,18 @@ def test_run_exits_0_when_main_returns_a_result():
         common.run(lambda argv: {"accuracy": 1.0}, program="toy", quiet=False)
         """)
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py", "analyze.py",
+                                    "experiments/reproduce.py"])
+def test_the_command_lines_refuse_another_backend_in_one_line(script):
+    """Under KERAS_BACKEND=jax every command stops before importing
+    TensorFlow, naming the value and where the JAX path is."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    result = subprocess.run([sys.executable, os.path.join(repo, script), "--help"],
+                            env=dict(os.environ, KERAS_BACKEND="jax"), cwd=repo,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Received: KERAS_BACKEND=jax" in lines[0], lines
+    assert "On JAX" in lines[0]
