@@ -43,7 +43,7 @@ SHUFFLE = "`shuffle=True` was passed, but will be ignored since the data `x` was
 
 def test_the_two_keras_warnings_are_filtered_where_keras_raises_them():
     assert _recorded("keras.src.backend.tensorflow.core", DeprecationWarning, COPY) == []
-    # The JAX backend's (tests/jax) from its core and from Keras' variables.
+    # The JAX backend's (tests/jax_backend) from its core and from Keras' variables.
     assert _recorded("keras.src.backend.jax.core", DeprecationWarning, COPY) == []
     assert _recorded("keras.src.backend.common.variables", DeprecationWarning, COPY) == []
     assert _recorded("keras.src.backend.jax.trainer", DeprecationWarning, COPY) == [COPY]

@@ -72,7 +72,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
     Under ``KERAS_BACKEND=jax`` there is no fused kernel: the layer always
     runs Keras' computation, with the same weights and config, so a ``.keras``
-    file holding it loads under either backend (tests/jax/). What that costs
+    file holding it loads under either backend (tests/jax_backend/). What that costs
     is small, because XLA fuses Keras' separate ops itself. Measured informally
     (2026-12-07, this project's 2-core CPU under heavy load, median CPU time
     of 15 jitted ``fmnist_resnet`` forward + backward passes, batch 128,

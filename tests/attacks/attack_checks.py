@@ -2,7 +2,7 @@
 small budgets the contract tests build attacks with, and the checks every
 adversarial batch must pass (in the eps-ball, in [0, 1]).
 
-Backend-neutral (no TensorFlow): tests/jax/test_attacks_jax.py imports it too.
+Backend-neutral (no TensorFlow): tests/jax_backend/test_attacks_jax.py imports it too.
 """
 
 import inspect
