@@ -72,17 +72,9 @@ class FusedBatchNormalization(layers.BatchNormalization):
 
     Under ``KERAS_BACKEND=jax`` there is no fused kernel: the layer always
     runs Keras' computation, with the same weights and config, so a ``.keras``
-    file holding it loads under either backend (tests/jax_backend/). What that costs
-    is small, because XLA fuses Keras' separate ops itself. Measured informally
-    (2026-12-07, this project's 2-core CPU under heavy load, median CPU time
-    of 15 jitted ``fmnist_resnet`` forward + backward passes, batch 128,
-    ``training=True``, ``jax.value_and_grad`` of ``stateless_call``): 107 ms
-    with this layer, 109 ms with Keras' layer, 100 ms with no BatchNorm at
-    all. So BatchNorm is about 7% of the pass on JAX, close to the fused
-    kernel's 10% on TensorFlow (a ``tf.function`` pass: 56 ms, 51 ms without
-    BatchNorm, 85 ms with Keras' layer); a JAX kernel of its own would win
-    little. The JAX pass as a whole took about twice TensorFlow's CPU time;
-    that gap is in the convolutions, not in BatchNorm.
+    file holding it loads under either backend (tests/jax_backend/). XLA fuses
+    Keras' separate ops itself; the whole JAX training step is measured by
+    bench/step_jax_28x28.py (docs/benchmarks.md, "JAX").
     """
 
     def _fusable(self, inputs, mask):
