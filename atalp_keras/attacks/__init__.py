@@ -19,9 +19,10 @@ The contract (``base.py``):
   `atalp_keras.errors.UsageError` line. ``verbose=1`` shows a Keras
   ``Progbar`` on stderr (per AutoAttack stage for AutoAttack); where stderr
   is not a terminal (a log file), a line a minute and one at the end.
-- ``AutoAttack(..., resume_file=path)`` keeps its state after each stage in
-  ``path``; a rerun of the same call (model weights, points, settings, batch
-  size, XLA) starts after the last finished stage.
+- ``AutoAttack(..., resume_file=path)`` keeps its state in ``path`` after
+  every piece of ``save_every`` points of a stage; a rerun of the same call
+  (model weights, points, settings, batch size, XLA) starts at the first
+  piece not finished.
 - Option names are uniform: ``num_steps``, ``step_size``, ``restarts``,
   ``n_queries``, ``n_target_classes``, ``seed``.
 - Graph attacks traced inside ``with unrolled_steps(True):`` write their (at

@@ -1,6 +1,7 @@
 """AutoAttack's resume_file: a run killed in a stage resumes after its last
-finished stage and returns what an uninterrupted run returns; a file written
-by another call (other model, points or settings) is not used."""
+finished stage, or inside it after its last finished piece of points, and
+returns what an uninterrupted run returns; a file written by another call
+(other model, points or settings) is not used."""
 
 import numpy as np
 import pytest
@@ -54,6 +55,57 @@ def test_a_killed_run_resumes_after_its_last_stage_with_the_same_result(
         [r["robust_accuracy"] for r in whole.extras["report"]]
     # Stage 1 broke something, so the resumed images came from the file.
     assert "apgd-ce" in resumed.extras["broken_by"]
+
+
+def test_a_run_killed_inside_a_stage_resumes_at_its_next_piece(
+        undefended_model, points, tmp_path, monkeypatch, capsys):
+    from atalp_keras.attacks.apgd import APGDAttack
+
+    x, y = _subset(points)
+    whole = AutoAttack(0.05, **BUDGETS).run(undefended_model, x, y)
+    n_stage1 = whole.extras["report"][1]["n"]
+    assert n_stage1 > 14  # three pieces of 7 at least
+    path = tmp_path / "aa_state.npz"
+    original = APGDAttack._generate
+    attacked = []
+
+    def second_piece_killed(self, model, xs, *args, **kwargs):
+        assert type(self) is APGDAttack
+        if attacked:
+            raise Killed()
+        attacked.append(len(xs))
+        return original(self, model, xs, *args, **kwargs)
+
+    monkeypatch.setattr(APGDAttack, "_generate", second_piece_killed)
+    with pytest.raises(Killed):
+        AutoAttack(0.05, resume_file=path, save_every=7, **BUDGETS).run(undefended_model, x, y)
+    assert attacked == [7]
+
+    def counted(self, model, xs, *args, **kwargs):
+        if type(self) is APGDAttack:  # not APGD-T, which inherits the method
+            attacked.append(len(xs))
+        return original(self, model, xs, *args, **kwargs)
+
+    # Another piece size resumes the same file; stage 1's first 7 points are
+    # not attacked again.
+    monkeypatch.setattr(APGDAttack, "_generate", counted)
+    resumed = AutoAttack(0.05, resume_file=path, save_every=5, **BUDGETS).run(
+        undefended_model, x, y, verbose=1)
+    err = capsys.readouterr().err
+    assert f"resuming after stage 0, {n_stage1 - 7} points of stage 1 still to attack" in err
+    assert f"on {n_stage1} points (7 attacked before)" in err
+    assert sum(attacked) == n_stage1 and max(attacked[1:]) == 5
+    np.testing.assert_array_equal(resumed.x_adv, whole.x_adv)
+    np.testing.assert_array_equal(resumed.success, whole.success)
+    assert resumed.extras["broken_by"] == whole.extras["broken_by"]
+    assert [(r["component"], r["robust_accuracy"], r["n"]) for r in resumed.extras["report"]] \
+        == [(r["component"], r["robust_accuracy"], r["n"]) for r in whole.extras["report"]]
+    assert resumed.extras["report"][1]["seconds"] > 0
+
+
+def test_save_every_is_checked():
+    with pytest.raises(UsageError, match="save_every"):
+        AutoAttack(0.05, save_every=0)
 
 
 def test_another_calls_file_is_not_used(undefended_model, points, tmp_path, capsys):
