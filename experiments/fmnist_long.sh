@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Trains issue 22's long-schedule Fashion-MNIST models one after another
 # (configs/fmnist_<name>.flags; 30 epochs of 2-10 min each on 2 CPU cores,
-# depending on the load), then evaluates each under AutoAttack (standard, with
-# Square) at eps 0.1 on all 10,000 test images (about 2 h per model), then
-# rewrites the report docs/results_fmnist_long.md from what the runs wrote.
+# depending on the load) and evaluates each, once trained, under AutoAttack
+# (standard, with Square) on all 10,000 test images at the eps it was trained
+# at (0.1; a name ending in _eps<r> at r; about 2 h per model), then rewrites
+# the report docs/results_fmnist_long.md from what the runs wrote.
 # Resumable: run it again and every finished model and evaluation is
 # skipped, a killed training continues from its last finished epoch
-# (train.py's backup), a killed AutoAttack after its last finished stage
-# (its resume_file).
+# (train.py's backup), a killed AutoAttack at its last saved piece of 1,000
+# points (its resume_file).
 #   bash experiments/fmnist_long.sh [name ...]     # default: all, in this order
 # Logs: runs/fmnist_long/<name>.log. Needs: apt-get install -y dataset-fashion-mnist
 # The test of this pipeline (tests/reproduction/test_fmnist_long_pipeline.py)
@@ -24,29 +25,30 @@ read -r -a TRAIN_ARGS <<< "${FMNIST_LONG_TRAIN_ARGS:-}"
 read -r -a EVAL_ARGS <<< "${FMNIST_LONG_EVAL_ARGS:-}"
 NAMES=("$@")
 if [ ${#NAMES[@]} -eq 0 ]; then
-  NAMES=(pat_awp pat_awp_wide pat_long at_alp_awp mart_awp trades_awp)
+  NAMES=(pat_awp pat_awp_wide pat_long at_alp_awp mart_awp trades_awp pat_awp_eps0.3)
 fi
 mkdir -p "$ROOT"
 for name in "${NAMES[@]}"; do
   if [ -f "$ROOT/$name/metrics.json" ]; then
     echo "$name: finished, skipped"
-    continue
+  else
+    echo "$name: training ($(date -u +%H:%M) UTC), log $ROOT/$name.log"
+    # The config names runs/fmnist_long/<name> as its folder; the same value
+    # here unless FMNIST_LONG_ROOT moves it.
+    "$PYTHON" train.py --flagfile="configs/fmnist_$name.flags" --model_dir="$ROOT/$name" \
+      ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"} >> "$ROOT/$name.log" 2>&1
   fi
-  echo "$name: training ($(date -u +%H:%M) UTC), log $ROOT/$name.log"
-  # The config names runs/fmnist_long/<name> as its folder; the same value
-  # here unless FMNIST_LONG_ROOT moves it.
-  "$PYTHON" train.py --flagfile="configs/fmnist_$name.flags" --model_dir="$ROOT/$name" \
-    ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"} >> "$ROOT/$name.log" 2>&1
-done
-for name in "${NAMES[@]}"; do
-  out="$ROOT/$name/eval_autoattack_eps0.1"
+  # The eps of the name (atalp_keras/reproduction/long_runs.py: run_eps).
+  eps=0.1
+  if [[ "$name" =~ _eps([0-9.]+)$ ]]; then eps="${BASH_REMATCH[1]}"; fi
+  out="$ROOT/$name/eval_autoattack_eps$eps"
   if [ -f "$out/results.json" ]; then
     echo "$name: AutoAttack evaluated, skipped"
     continue
   fi
   mkdir -p "$out"
-  echo "$name: AutoAttack on all test images ($(date -u +%H:%M) UTC), log $out.log"
-  "$PYTHON" evaluate.py --model="$ROOT/$name" --eps=0.1 --noaudit \
+  echo "$name: AutoAttack at eps $eps on all test images ($(date -u +%H:%M) UTC), log $out.log"
+  "$PYTHON" evaluate.py --model="$ROOT/$name" --eps="$eps" --noaudit \
     --attacks="autoattack:resume_file=$out/autoattack.npz" --out_dir="$out" \
     ${EVAL_ARGS[@]+"${EVAL_ARGS[@]}"} >> "$out.log" 2>&1
 done

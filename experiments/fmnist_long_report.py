@@ -4,7 +4,7 @@
 
 Reads runs/fmnist_long/<name>/ (metrics.json, history.csv and the AutoAttack
 evaluation on all 10,000 test images that experiments/fmnist_long.sh writes)
-and writes the full-test-set table with Wilson intervals, the published
+and writes the full-test-set tables (one per eps) with Wilson intervals, the published
 numbers, McNemar's paired tests, the validation curves model selection read,
 and what is still to run. It trains and attacks nothing.
 """
@@ -28,7 +28,6 @@ flags.DEFINE_string("runs", "runs/fmnist_long", "Folder of the runs (one subfold
 flags.DEFINE_string("out", "docs/results_fmnist_long.md",
                     "The report; its figure goes to <out without .md>/validation.png.")
 flags.DEFINE_string("configs", "configs", "Folder of the configs/fmnist_<name>.flags files.")
-flags.DEFINE_float("eps", 0.1, "The radius of the AutoAttack evaluation to report.")
 
 
 def main(argv):
@@ -39,7 +38,7 @@ def main(argv):
         raise UsageError(f"No runs folder {FLAGS.runs!r}: train the runs with "
                          f"`{long_runs.CONTINUE}` first. Received: --runs={FLAGS.runs}")
     command = " ".join(["python", PROGRAM] + [shlex.quote(a) for a in sys.argv[1:]])
-    runs = long_runs.write_report(FLAGS.runs, FLAGS.out, FLAGS.configs, FLAGS.eps, command)
+    runs = long_runs.write_report(FLAGS.runs, FLAGS.out, FLAGS.configs, command)
     for run in runs:
         print(f"{run['name']}: {run['state']}")
     print(f"wrote {FLAGS.out}")

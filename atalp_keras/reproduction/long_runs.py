@@ -2,15 +2,16 @@
 
 ``experiments/fmnist_long.sh`` trains each ``configs/fmnist_<name>.flags`` into
 ``runs/fmnist_long/<name>/`` (model selection on a held-out split of the
-training set) and evaluates it under AutoAttack on all 10,000 test images into
+training set) and evaluates it under AutoAttack on all 10,000 test images, at
+the eps it was trained at (0.1; the ``_eps0.3`` runs 0.3), into
 ``runs/fmnist_long/<name>/eval_autoattack_eps<eps>/results.json``. This module
 reads those files only (``metrics.json``, ``history.csv``, the evaluation's
 records with their per-image ``correct`` strings) and writes one Markdown
 report and one figure, so every cell recomputes from committed files:
 
-- the full-test-set table beside the published numbers, each accuracy with its
-  Wilson 95% interval;
-- the goal of issue 22 and how far the best recipe is from it;
+- the full-test-set table per eps beside the published numbers, each accuracy
+  with its Wilson 95% interval;
+- the goal of issue 22 at each eps and how far the best recipe is from it;
 - McNemar's exact test on the same test images: the best recipe against plain
   ``pat``, and ``at_alp`` against ``pat`` under the same recipe;
 - the validation curves each run's kept epoch was chosen from;
@@ -20,6 +21,7 @@ report and one figure, so every cell recomputes from committed files:
 import csv
 import json
 import os
+import re
 
 from matplotlib.figure import Figure
 
@@ -27,7 +29,11 @@ from atalp_keras.evaluation import stats
 
 # The runs of experiments/fmnist_long.sh, in its order; each is
 # configs/fmnist_<name>.flags, whose first comment line describes it.
-RUNS = ("pat_awp", "pat_awp_wide", "pat_long", "at_alp_awp", "mart_awp", "trades_awp")
+# A name ending in ``_eps<r>`` trains and is evaluated at eps r, any other at 0.1
+# (tests/reproduction/test_reproduction_presets.py checks each config's --eps).
+RUNS = ("pat_awp", "pat_awp_wide", "pat_long", "at_alp_awp", "mart_awp", "trades_awp",
+        "pat_awp_eps0.3")
+DEFAULT_EPS = 0.1
 # Pairs compared by McNemar's test: (a, b, the question it answers).
 PAIRS = (
     ("pat_awp", "pat_long", "does AWP add robustness to PGD-AT?"),
@@ -46,6 +52,13 @@ PUBLISHED = (
     (0.3, "TRADES", "MTandHJ/PyTorch-Robust (AutoAttack)", 78.05, 34.22, "all 10,000"),
 )
 CONTINUE = "bash experiments/fmnist_long.sh"
+
+
+def run_eps(name):
+    """The eps a run of `RUNS` trains and is evaluated at, from its name (the
+    rule experiments/fmnist_long.sh applies too)."""
+    match = re.search(r"_eps([0-9]*\.?[0-9]+)$", name)
+    return float(match.group(1)) if match else DEFAULT_EPS
 
 
 def describe(configs_dir, name):
@@ -81,17 +94,20 @@ def read_history(run_dir):
                 for row in csv.DictReader(f)]
 
 
-def read_run(root, name, eps=0.1):
-    """What one run folder says: its state, kept epoch and evaluation.
+def read_run(root, name):
+    """What one run folder says: its state, kept epoch and evaluation at
+    `run_eps` of its name.
 
     Returns:
-        A dict with ``name``, ``state`` (``"not started"``, ``"training"``,
+        A dict with ``name``, ``eps``, ``state`` (``"not started"``, ``"training"``,
         ``"trained"``, ``"evaluated"``), ``history``, and when known
         ``selection`` (metrics.json's), ``train_seconds``, ``clean`` and
         ``autoattack`` (the evaluation's records).
     """
     run_dir = os.path.join(root, name)
-    run = {"name": name, "dir": run_dir, "history": read_history(run_dir), "state": "not started"}
+    eps = run_eps(name)
+    run = {"name": name, "eps": eps, "dir": run_dir, "history": read_history(run_dir),
+           "state": "not started"}
     if run["history"]:
         run["state"] = "training"
         run["train_seconds"] = sum(row.get("seconds", 0.0) for row in run["history"])
@@ -139,9 +155,10 @@ def _stages(record):
                       if s["component"] != "clean")
 
 
-def best_run(runs):
-    """The evaluated run with the highest AutoAttack accuracy (None if none)."""
-    evaluated = [r for r in runs if r["state"] == "evaluated"]
+def best_run(runs, eps=DEFAULT_EPS):
+    """The evaluated run at ``eps`` with the highest AutoAttack accuracy (None
+    if none)."""
+    evaluated = [r for r in runs if r["state"] == "evaluated" and r["eps"] == eps]
     return max(evaluated, key=lambda r: accuracy(r["autoattack"])[0], default=None)
 
 
@@ -192,26 +209,8 @@ def _minutes(seconds):
     return f"{seconds / 60:.0f} min"
 
 
-def report(runs, eps=0.1, figure_name=None, descriptions=None,
-           command="python experiments/fmnist_long_report.py"):
-    """The Markdown report of `read_run`'s results for every run
-    (``descriptions``: run name -> what its config trains)."""
-    descriptions = descriptions or {}
+def _run_table(runs, eps, descriptions):
     lines = [
-        "# Fashion-MNIST, long schedules, all 10,000 test images",
-        "",
-        f"Made by `{command}` from the files under `runs/fmnist_long/`; the runs are trained "
-        f"and evaluated by `{CONTINUE}` (resumable: rerun it to continue).",
-        "",
-        "Each model is `configs/fmnist_<name>.flags`: a 28x28 ResNet (`fmnist`, 78,578 "
-        "weights, or `fmnist_wide`, 309,978), "
-        "PGD-7 training at eps 0.1, 30 epochs of SGD 0.05 with cosine decay. 3,000 of the "
-        "60,000 training images are held out; after every epoch PGD-10 attacks 1,000 of "
-        "them and the epoch with the highest validation PGD accuracy is kept (Rice et al. "
-        "2020). The test set is used once, for this table: clean accuracy and AutoAttack "
-        "(standard: APGD-CE, APGD-T, FAB-T, Square-5000) at eps "
-        f"{eps:g} on all 10,000 test images. Intervals are Wilson 95%.",
-        "",
         f"| recipe | model | state | kept epoch (val PGD-10) | clean | AutoAttack eps {eps:g} | "
         "AutoAttack stages | training |",
         "| --- | --- | --- | --- | ---: | ---: | --- | ---: |",
@@ -232,29 +231,59 @@ def report(runs, eps=0.1, figure_name=None, descriptions=None,
             f"{_cell(run.get('clean'))} | {_cell(run.get('autoattack'))} | "
             f"{_stages(run['autoattack']) if 'autoattack' in run else '-'} | "
             f"{_minutes(run['train_seconds']) if 'train_seconds' in run else '-'} |")
+    return lines
+
+
+def _goal(runs, eps):
+    goal_clean, goal_robust = GOAL[eps]
+    best = best_run(runs, eps)
+    if best is None:
+        return (f"At eps {eps:g}: >= {goal_clean}% clean and >= {goal_robust}% AutoAttack "
+                "on all 10,000 test images. No run at this eps is evaluated yet.")
+    clean, _ = accuracy(best["clean"])
+    robust, _ = accuracy(best["autoattack"])
+    verdict = []
+    for what, value, goal in (("clean", 100 * clean, goal_clean),
+                              ("AutoAttack", 100 * robust, goal_robust)):
+        gap = "reached" if value >= goal else f"{goal - value:.2f} points short of"
+        verdict.append(f"{what} {value:.2f}% ({gap} {goal}%)")
+    return (f"At eps {eps:g}: >= {goal_clean}% clean and >= {goal_robust}% AutoAttack on "
+            f"all 10,000. The most robust evaluated recipe, `{best['name']}`: "
+            + "; ".join(verdict) + ".")
+
+
+def report(runs, figure_name=None, descriptions=None,
+           command="python experiments/fmnist_long_report.py"):
+    """The Markdown report of `read_run`'s results for every run, one table
+    per eps (``descriptions``: run name -> what its config trains)."""
+    descriptions = descriptions or {}
+    radii = sorted({run["eps"] for run in runs})
+    lines = [
+        "# Fashion-MNIST, long schedules, all 10,000 test images",
+        "",
+        f"Made by `{command}` from the files under `runs/fmnist_long/`; the runs are trained "
+        f"and evaluated by `{CONTINUE}` (resumable: rerun it to continue).",
+        "",
+        "Each model is `configs/fmnist_<name>.flags`: a 28x28 ResNet (`fmnist`, 78,578 "
+        "weights, or `fmnist_wide`, 309,978), "
+        "PGD-7 training at eps 0.1 (the `_eps0.3` runs at 0.3), 30 epochs of SGD 0.05 with "
+        "cosine decay. 3,000 of the "
+        "60,000 training images are held out; after every epoch PGD-10 attacks 1,000 of "
+        "them and the epoch with the highest validation PGD accuracy is kept (Rice et al. "
+        "2020). The test set is used once, for these tables: clean accuracy and AutoAttack "
+        "(standard: APGD-CE, APGD-T, FAB-T, Square-5000) at the training eps "
+        "on all 10,000 test images. Intervals are Wilson 95%.",
+    ]
+    for eps in radii:
+        lines += ["", f"## eps {eps:g}", ""]
+        lines += _run_table([run for run in runs if run["eps"] == eps], eps, descriptions)
     lines += ["", "Published, for comparison:", "",
               "| eps | method | source | clean | robust | measured on |",
               "| --- | --- | --- | ---: | ---: | --- |"]
     lines += [f"| {e:g} | {m} | {src} | {c:.2f} | {r:.2f} | {how} |"
               for e, m, src, c, r, how in PUBLISHED]
-    lines += ["", "## The goal", ""]
-    goal_clean, goal_robust = GOAL[eps]
-    best = best_run(runs)
-    if best is None:
-        lines.append(f"Issue 22's goal at eps {eps:g} is >= {goal_clean}% clean and >= "
-                     f"{goal_robust}% AutoAttack on all 10,000 test images. No run is "
-                     "evaluated yet.")
-    else:
-        clean, _ = accuracy(best["clean"])
-        robust, _ = accuracy(best["autoattack"])
-        verdict = []
-        for what, value, goal in (("clean", 100 * clean, goal_clean),
-                                  ("AutoAttack", 100 * robust, goal_robust)):
-            gap = "reached" if value >= goal else f"{goal - value:.2f} points short of"
-            verdict.append(f"{what} {value:.2f}% ({gap} {goal}%)")
-        lines.append(f"Issue 22's goal at eps {eps:g}: >= {goal_clean}% clean and >= "
-                     f"{goal_robust}% AutoAttack on all 10,000. The most robust evaluated "
-                     f"recipe, `{best['name']}`: " + "; ".join(verdict) + ".")
+    lines += ["", "## The goal", "", "Issue 22's goal, per eps:", ""]
+    lines += [f"- {_goal(runs, eps)}" for eps in radii]
     lines += ["", "## Paired tests on the same 10,000 images", "",
               "McNemar's exact test on the per-image AutoAttack results: only the images one "
               "model keeps and the other loses count.", "",
@@ -270,7 +299,7 @@ def report(runs, eps=0.1, figure_name=None, descriptions=None,
     if figure_name:
         lines += ["", "## Validation curves", "",
                   "What model selection read: the held-out split's clean and PGD-10 accuracy "
-                  "after every epoch; the star is the kept epoch.", "",
+                  "(at the run's own eps) after every epoch; the star is the kept epoch.", "",
                   f"![validation curves]({figure_name})"]
     todo = [run for run in runs if run["state"] != "evaluated"]
     lines += ["", "## Still to run", ""]
@@ -286,18 +315,18 @@ def report(runs, eps=0.1, figure_name=None, descriptions=None,
     return "\n".join(lines) + "\n"
 
 
-def write_report(root, out_path, configs_dir, eps=0.1,
+def write_report(root, out_path, configs_dir,
                  command="python experiments/fmnist_long_report.py"):
     """Reads every run of `RUNS` under ``root`` and writes the report and its
     figure (``<out_path without .md>/validation.png``). Returns the runs."""
-    runs = [read_run(root, name, eps) for name in RUNS]
+    runs = [read_run(root, name) for name in RUNS]
     descriptions = {name: describe(configs_dir, name) for name in RUNS}
     stem = os.path.splitext(out_path)[0]
     figure_path = os.path.join(stem, "validation.png")
     os.makedirs(os.path.dirname(figure_path), exist_ok=True)
     validation_figure(runs).savefig(figure_path, bbox_inches="tight")
     relative = os.path.relpath(figure_path, os.path.dirname(os.path.abspath(out_path)) or ".")
-    text = report(runs, eps, figure_name=relative, descriptions=descriptions, command=command)
+    text = report(runs, figure_name=relative, descriptions=descriptions, command=command)
     with open(out_path, "w") as f:
         f.write(text)
     return runs

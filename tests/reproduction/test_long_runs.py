@@ -17,10 +17,10 @@ from figure_checks import lines, saved_figures  # noqa: F401
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _write_run(root, name, history, kept=None, clean=None, robust=None):
+def _write_run(root, name, history, kept=None, clean=None, robust=None, eps=0.1):
     """A run folder as train.py and evaluate.py leave it: history.csv, and
     with ``kept`` metrics.json; with ``clean``/``robust`` (per-image strings)
-    the AutoAttack evaluation."""
+    the AutoAttack evaluation at ``eps``."""
     run = root / name
     run.mkdir(parents=True)
     with open(run / "history.csv", "w", newline="") as f:
@@ -36,11 +36,11 @@ def _write_run(root, name, history, kept=None, clean=None, robust=None):
                      "selection": {"epoch": kept, "value": history[kept - 1][1]}}}))
     if clean is None:
         return
-    out = run / "eval_autoattack_eps0.1"
+    out = run / f"eval_autoattack_eps{eps:g}"
     out.mkdir()
     records = [{"attack": "none", "eps": 0.0, "n": len(clean), "accuracy": 0.0,
                 "correct": clean},
-               {"attack": "autoattack", "eps": 0.1, "n": len(robust), "accuracy": 0.0,
+               {"attack": "autoattack", "eps": eps, "n": len(robust), "accuracy": 0.0,
                 "correct": robust,
                 "stages": [{"component": "clean", "robust_accuracy": 1.0},
                            {"component": "apgd-ce", "robust_accuracy": 0.75},
@@ -78,7 +78,14 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     assert "| `pat_awp` | `pat_long` | does AWP add robustness to PGD-AT? | 1 | 2 | -25.00 | 1 |" \
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
-    assert "bash experiments/fmnist_long.sh pat_awp_wide at_alp_awp mart_awp trades_awp" in text
+    assert ("bash experiments/fmnist_long.sh pat_awp_wide at_alp_awp mart_awp trades_awp "
+            "pat_awp_eps0.3") in text
+    # No run at eps 0.3 is evaluated: its table lists the run, its goal says so.
+    assert "## eps 0.1" in text and "## eps 0.3" in text
+    assert text.index("| `pat_awp_eps0.3`:") > text.index("## eps 0.3") > row_start(text,
+                                                                                    "trades_awp")
+    assert "At eps 0.3: >= 80.0% clean and >= 50.0% AutoAttack on all 10,000 test images. " \
+        "No run at this eps is evaluated yet." in text
 
     # The figure shows history.csv's validation curves and marks the kept epoch.
     figure = saved_figures["validation.png"]
@@ -90,6 +97,34 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     np.testing.assert_allclose(lines(ax_clean)["at_alp_awp"][1], [40, 50])
     assert "![validation curves](long/validation.png)" in text
     assert os.path.isfile(tmp_path / "docs" / "long" / "validation.png")
+
+
+def row_start(text, name):
+    return text.index(f"| `{name}`:")
+
+
+def test_an_eps_0_3_run_is_read_at_0_3_and_judged_by_its_own_goal(tmp_path):
+    assert [long_runs.run_eps(n) for n in ("pat_awp", "pat_awp_eps0.3", "x_eps.25")] == \
+        [0.1, 0.3, 0.25]
+    root = tmp_path / "runs"
+    # An eps 0.1 evaluation in an eps 0.3 run's folder is not its result.
+    _write_run(root, "pat_awp_eps0.3", [(0.8, 0.5)], kept=1, clean="1111", robust="1100")
+    assert long_runs.read_run(str(root), "pat_awp_eps0.3")["state"] == "trained"
+    (root / "pat_awp_eps0.3" / "eval_autoattack_eps0.1").rename(
+        root / "pat_awp_eps0.3" / "eval_autoattack_eps0.3")
+    records_path = root / "pat_awp_eps0.3" / "eval_autoattack_eps0.3" / "results.json"
+    records = json.loads(records_path.read_text())
+    records[1]["eps"] = 0.3
+    records_path.write_text(json.dumps(records))
+    run = long_runs.read_run(str(root), "pat_awp_eps0.3")
+    assert (run["eps"], run["state"]) == (0.3, "evaluated")
+    text = long_runs.report([run, long_runs.read_run(str(root), "pat_awp")])
+    # 4/4 clean reaches 80; 2/4 = 50% reaches 50 (the goal is >=).
+    assert ("At eps 0.3: >= 80.0% clean and >= 50.0% AutoAttack on all 10,000. The most "
+            "robust evaluated recipe, `pat_awp_eps0.3`: clean 100.00% (reached 80.0%); "
+            "AutoAttack 50.00% (reached 50.0%).") in text
+    assert "At eps 0.1: >= 88.5% clean" in text and "No run at this eps" in text
+    assert "| AutoAttack eps 0.3 |" in text
 
 
 def test_per_image_results_must_match_n(tmp_path):

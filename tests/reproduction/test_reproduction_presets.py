@@ -387,6 +387,8 @@ def test_long_configs_train_what_their_committed_runs_were_trained_with(name, mo
     flagged = json.loads(json.dumps(dataclasses.asdict(
         _flagfile_config(f"fmnist_{name}", model_dir).validate()), default=str))
     assert flagged["model_dir"] == model_dir
+    # experiments/fmnist_long.sh evaluates the run at the eps of its name.
+    assert flagged["eps"] == long_runs.run_eps(name)
     recorded = os.path.join(REPO, model_dir, "run_config.json")
     if not os.path.exists(recorded):
         pytest.skip(f"{model_dir} not trained yet (bash experiments/fmnist_long.sh {name})")
