@@ -30,7 +30,6 @@ commit, machine and load to ``--out`` (default bench/results/step_28x28.json).
 
 import argparse
 import os
-import statistics
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -158,27 +157,12 @@ def main(argv=None):
     # One warm-up round (traces, compiles), then round-robin; wall and CPU seconds.
     series = timing.round_robin_wall_cpu({name: lambda r=r: r(ds) for name, r in runs.items()},
                                          args.rounds, warmup=1)
-    ratios = record.paired(series, pairs_of(names))
-    print(f"{args.model}; {args.rounds} rounds x {args.steps} steps of {BATCH} images; "
-          "time ratios are medians of per-round ratios [95% bootstrap interval]")
-    print(f"{'variant':16s} {'img/s':>7s} {'cpu s':>6s}  {'time / baseline (wall)':>24s}  "
-          f"{'time / baseline (cpu)':>24s}  baseline")
-    for name in names:
-        print(f"{name:16s} {n / statistics.median(series['wall'][name]):7.0f} "
-              f"{statistics.median(series['cpu'][name]):6.2f}")
-    for entry in ratios:
-        print(f"{entry['name']:16s} {'':7s} {'':6s}  {record.format_ratio(entry, 'wall'):>24s}  "
-              f"{record.format_ratio(entry, 'cpu'):>24s}  {entry['baseline']}")
-    record.write(args.out, run,
-                 settings={"model": args.model, "rounds": args.rounds, "steps": args.steps,
-                           "batch": BATCH, "eps": EPS, "step_size": STEP,
-                           "pgd_steps": PGD_STEPS, "awp_gamma": AWP_GAMMA,
-                           "variants": names, "warmup_rounds": 1},
-                 images_per_round=n,
-                 images_per_second={name: n / statistics.median(t)
-                                    for name, t in series["wall"].items()},
-                 rounds={"wall_seconds": series["wall"], "cpu_seconds": series["cpu"]},
-                 ratios=ratios)
+    record.report_round_robin(
+        args.out, run, f"{args.model}; {args.rounds} rounds x {args.steps} steps of {BATCH} images",
+        series, pairs_of(names), n,
+        settings={"model": args.model, "rounds": args.rounds, "steps": args.steps,
+                  "batch": BATCH, "eps": EPS, "step_size": STEP, "pgd_steps": PGD_STEPS,
+                  "awp_gamma": AWP_GAMMA, "variants": names, "warmup_rounds": 1})
     return args.out
 
 

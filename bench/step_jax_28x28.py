@@ -23,7 +23,6 @@ bench/step_28x28.py (another process: compare images per second loosely).
 
 import argparse
 import os
-import statistics
 import sys
 
 os.environ["KERAS_BACKEND"] = "jax"
@@ -95,27 +94,13 @@ def main(argv=None):
     names = args.variants.split(",")
     runs = {name: builder(name, args.model, x, y) for name in names}
     series = timing.round_robin_wall_cpu(runs, args.rounds, warmup=1)
-    ratios = record.paired(series, pairs_of(names))
-    print(f"JAX, {args.model}; {args.rounds} rounds x {args.steps} steps of {BATCH} images; "
-          "time ratios are medians of per-round ratios [95% bootstrap interval]")
-    print(f"{'variant':10s} {'img/s':>7s} {'cpu s':>6s}  {'time / baseline (wall)':>24s}  "
-          f"{'time / baseline (cpu)':>24s}  baseline")
-    for name in names:
-        print(f"{name:10s} {n / statistics.median(series['wall'][name]):7.0f} "
-              f"{statistics.median(series['cpu'][name]):6.2f}")
-    for entry in ratios:
-        print(f"{entry['name']:10s} {'':7s} {'':6s}  {record.format_ratio(entry, 'wall'):>24s}  "
-              f"{record.format_ratio(entry, 'cpu'):>24s}  {entry['baseline']}")
-    record.write(args.out, run,
-                 settings={"backend": "jax", "model": args.model, "rounds": args.rounds,
-                           "steps": args.steps, "batch": BATCH, "eps": EPS,
-                           "step_size": STEP, "pgd_steps": PGD_STEPS, "variants": names,
-                           "warmup_rounds": 1},
-                 images_per_round=n,
-                 images_per_second={name: n / statistics.median(t)
-                                    for name, t in series["wall"].items()},
-                 rounds={"wall_seconds": series["wall"], "cpu_seconds": series["cpu"]},
-                 ratios=ratios)
+    record.report_round_robin(
+        args.out, run,
+        f"JAX, {args.model}; {args.rounds} rounds x {args.steps} steps of {BATCH} images",
+        series, pairs_of(names), n, width=10,
+        settings={"backend": "jax", "model": args.model, "rounds": args.rounds,
+                  "steps": args.steps, "batch": BATCH, "eps": EPS, "step_size": STEP,
+                  "pgd_steps": PGD_STEPS, "variants": names, "warmup_rounds": 1})
     return args.out
 
 

@@ -78,3 +78,13 @@ def undefended_model(digits):
 
 def accuracy(model, x, y):
     return float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
+
+
+def assert_trained_alike(weights, other_weights, init):
+    """Two trainings from ``init`` ended at the same weights (rtol 1e-4), and
+    they moved: equal weights that never left ``init`` would prove nothing."""
+    changed = False
+    for a, b, start in zip(weights, other_weights, init, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        changed = changed or not np.allclose(a, start)
+    assert changed, "neither training changed a weight"

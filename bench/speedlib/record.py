@@ -119,3 +119,26 @@ def write(out, run, **results):
         f.write("\n")
     print(f"Wrote {out}", flush=True)
     return out
+
+
+def report_round_robin(out, run, title, series, pairs, images_per_round, settings, width=16):
+    """Prints and writes (`write`) a `timing.round_robin_wall_cpu` result:
+    images/s and median CPU seconds per variant, then the `paired` ratios
+    of ``pairs``. Returns what `write` returns."""
+    import statistics
+
+    ratios = paired(series, pairs)
+    print(f"{title}; time ratios are medians of per-round ratios [95% bootstrap interval]")
+    print(f"{'variant':{width}s} {'img/s':>7s} {'cpu s':>6s}  {'time / baseline (wall)':>24s}  "
+          f"{'time / baseline (cpu)':>24s}  baseline")
+    for name in series["wall"]:
+        print(f"{name:{width}s} {images_per_round / statistics.median(series['wall'][name]):7.0f} "
+              f"{statistics.median(series['cpu'][name]):6.2f}")
+    for entry in ratios:
+        print(f"{entry['name']:{width}s} {'':7s} {'':6s}  {format_ratio(entry, 'wall'):>24s}  "
+              f"{format_ratio(entry, 'cpu'):>24s}  {entry['baseline']}")
+    return write(out, run, settings=settings, images_per_round=images_per_round,
+                 images_per_second={name: images_per_round / statistics.median(t)
+                                    for name, t in series["wall"].items()},
+                 rounds={"wall_seconds": series["wall"], "cpu_seconds": series["cpu"]},
+                 ratios=ratios)

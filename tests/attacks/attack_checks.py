@@ -1,6 +1,7 @@
 """What the per-attack test files share: the digits points they attack, the
-small budgets the contract tests build attacks with, and the checks every
-adversarial batch must pass (in the eps-ball, in [0, 1]).
+small budgets the contract tests build attacks with, the checks every
+adversarial batch must pass (in the eps-ball, in [0, 1]), and the bad inputs
+every attack refuses in one line.
 
 Backend-neutral (no TensorFlow): tests/jax_backend/test_attacks_jax.py imports it too.
 """
@@ -48,3 +49,33 @@ def assert_valid(x_adv, x, eps):
     assert x_adv.shape == x.shape and x_adv.dtype == np.float32
     assert np.abs(x_adv - x).max() <= eps + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+
+
+# Bad inputs every attack refuses: (name, the error's fragment).
+BAD_INPUTS = [
+    ("0-255", "divide by 255"),
+    ("nan", "NaN"),
+    ("one-hot", "One-hot labels"),
+    ("label-range", r"in \[0, 10\)"),
+]
+
+
+def assert_bad_input_refused(name, mistake, fragment, model, points):
+    """``perturb`` and ``run`` of attack ``name`` refuse the `BAD_INPUTS`
+    case ``mistake`` with one line that quotes no array."""
+    from atalp_keras.errors import UsageError
+
+    x, y = points[0][:6].copy(), points[1][:6].copy()
+    if mistake == "0-255":
+        x = x * 255
+    elif mistake == "nan":
+        x[0, 0, 0, 0] = np.nan
+    elif mistake == "one-hot":
+        y = np.eye(10, dtype="float32")[y]
+    else:
+        y[0] = 12
+    for entry in ("perturb", "run"):
+        with pytest.raises(UsageError, match=fragment) as error:
+            getattr(small(name, seed=0), entry)(model, x, y)
+        message = str(error.value)
+        assert "\n" not in message and "[[" not in message and "array(" not in message

@@ -14,7 +14,8 @@ from atalp_keras.attacks import (ATTACKS, AttackResult, check_trainable_attack,
                                  deserialize_attack, get_attack, serialize_attack)
 from atalp_keras.errors import UsageError
 
-from attack_checks import EPS, correct, first_test_points, small
+from attack_checks import (BAD_INPUTS, EPS, assert_bad_input_refused, correct, first_test_points,
+                           small)
 
 N = 60
 
@@ -113,27 +114,9 @@ def test_eager_call_matches_perturb(undefended_model, points, name):
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-@pytest.mark.parametrize("mistake, fragment", [
-    ("0-255", "divide by 255"),
-    ("nan", "NaN"),
-    ("one-hot", "One-hot labels"),
-    ("label-range", r"in \[0, 10\)"),
-])
+@pytest.mark.parametrize("mistake, fragment", BAD_INPUTS)
 def test_bad_inputs_are_refused_in_one_line(name, mistake, fragment, undefended_model, points):
-    x, y = points[0][:6].copy(), points[1][:6].copy()
-    if mistake == "0-255":
-        x = x * 255
-    elif mistake == "nan":
-        x[0, 0, 0, 0] = np.nan
-    elif mistake == "one-hot":
-        y = np.eye(10, dtype="float32")[y]
-    else:
-        y[0] = 12
-    for entry in ("perturb", "run"):
-        with pytest.raises(UsageError, match=fragment) as error:
-            getattr(small(name, seed=0), entry)(undefended_model, x, y)
-        message = str(error.value)
-        assert "\n" not in message and "[[" not in message and "array(" not in message
+    assert_bad_input_refused(name, mistake, fragment, undefended_model, points)
 
 
 @pytest.mark.parametrize("make", [

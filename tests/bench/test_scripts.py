@@ -4,40 +4,12 @@ from them, the command line. `step_28x28.py` (the README's headline), `fold_eval
 and `batch_scaling_28x28.py` run by default; the others trace the Fashion-MNIST backbone
 many times (--runslow)."""
 
-import importlib.util
-import json
-
 import pytest
 
+from script_checks import assert_one_round_pair, assert_ratios_recompute, run, script
 from speedlib import record
 
 FMNIST_MODEL = record.REPO / "runs/fmnist_eps0.1/models/pat/seed0/classifier.keras"
-
-
-def script(name):
-    spec = importlib.util.spec_from_file_location(name, str(record.BENCH_DIR / f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run(name, tmp_path, *args):
-    """Runs ``bench/<name>.py`` in this process; returns its JSON."""
-    out = tmp_path / f"{name}.json"
-    script(name).main(list(args) + ["--out", str(out)])
-    data = json.loads(out.read_text())
-    assert data["command"] == f"python bench/{name}.py " + " ".join(list(args) + ["--out", str(out)])
-    assert len(data["machine"]["git_commit"]) == 40 and len(data["loadavg_end"]) == 3
-    return data
-
-
-def assert_ratios_recompute(data, clock_key, clock):
-    """Each ratio's per-round values are the rounds' quotients."""
-    times = data["rounds"][clock_key]
-    assert data["ratios"]
-    for entry in data["ratios"]:
-        expected = [a / b for a, b in zip(times[entry["name"]], times[entry["baseline"]])]
-        assert entry[clock]["per_round"] == pytest.approx(expected)
 
 
 def test_step_pairs():
@@ -54,13 +26,7 @@ def test_step_script_writes_its_rounds_at_tiny_scale(tmp_path):
     with AWP."""
     data = run("step_28x28", tmp_path, "--rounds", "1", "--steps", "1",
                "--variants", "ref,pat_awp")
-    assert data["settings"]["variants"] == ["ref", "pat_awp"]
-    for clock in ("wall_seconds", "cpu_seconds"):
-        assert {k: len(v) for k, v in data["rounds"][clock].items()} == {"ref": 1, "pat_awp": 1}
-    (ratio,) = data["ratios"]
-    assert (ratio["name"], ratio["baseline"]) == ("pat_awp", "ref")
-    assert_ratios_recompute(data, "wall_seconds", "wall")
-    assert_ratios_recompute(data, "cpu_seconds", "cpu")
+    assert_one_round_pair(data, "pat_awp", "ref")
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ from atalp_keras.attacks.square import SquareAttack
 from atalp_keras.errors import UsageError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attacks"))
-from attack_checks import EPS, assert_valid, correct, first_test_points, small  # noqa: E402
+from attack_checks import (BAD_INPUTS, EPS, assert_bad_input_refused, assert_valid,  # noqa: E402
+                           correct, first_test_points, small)
 
 N = 32
 # AutoAttack runs with a resume file below; "autoattack-fast" is APGD-CE then
@@ -104,26 +105,9 @@ def test_eps_on_the_0_255_scale_is_refused(name):
 
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-@pytest.mark.parametrize("mistake, fragment", [
-    ("0-255", "divide by 255"),
-    ("nan", "NaN"),
-    ("one-hot", "One-hot labels"),
-    ("label-range", r"in \[0, 10\)"),
-])
+@pytest.mark.parametrize("mistake, fragment", BAD_INPUTS)
 def test_bad_inputs_are_refused_in_one_line(name, mistake, fragment, undefended_model, points):
-    x, y = points[0][:6].copy(), points[1][:6].copy()
-    if mistake == "0-255":
-        x = x * 255
-    elif mistake == "nan":
-        x[0, 0, 0, 0] = np.nan
-    elif mistake == "one-hot":
-        y = np.eye(10, dtype="float32")[y]
-    else:
-        y[0] = 12
-    for entry in ("perturb", "run"):
-        with pytest.raises(UsageError, match=fragment) as error:
-            getattr(small(name, seed=0), entry)(undefended_model, x, y)
-        assert "\n" not in str(error.value)
+    assert_bad_input_refused(name, mistake, fragment, undefended_model, points)
 
 
 class Killed(Exception):

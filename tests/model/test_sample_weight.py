@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import atalp_keras as ak
 from atalp_keras.losses import weighted_mean
+from conftest import assert_trained_alike
 
 # "+awp": with adversarial weight perturbation, whose ascent step must weight
 # the examples like the loss does.
@@ -55,12 +56,7 @@ def test_zero_weight_on_half_the_batch_equals_training_on_the_other_half(method,
     weighted.fit(x, y, sample_weight=w, batch_size=32, shuffle=False, verbose=0)
     half = _model(method, init)
     half.fit(x[:16], y[:16], batch_size=16, shuffle=False, verbose=0)
-    changed = False
-    for a, b, start in zip(weighted.classifier.get_weights(), half.classifier.get_weights(),
-                           init):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-        changed = changed or not np.allclose(a, start)
-    assert changed
+    assert_trained_alike(weighted.classifier.get_weights(), half.classifier.get_weights(), init)
 
 
 def test_every_logged_term_is_the_weighted_mean_of_its_per_example_values(digits):

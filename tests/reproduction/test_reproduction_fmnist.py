@@ -5,17 +5,8 @@ the digits pipeline test rather than after it (about 3 minutes of CPU).
 """
 
 import os
-import subprocess
-import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(REPO, "experiments", "reproduce.py")
-
-
-def _run(args, cwd):
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, SCRIPT] + args, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1800)
+from reproduce_command import run_reproduce as _run
 
 
 def _write_idx(path, magic, array):

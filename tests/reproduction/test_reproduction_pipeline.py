@@ -5,21 +5,11 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 
 import numpy as np
 
 from figure_checks import assert_lines, saved_figures, shown_image, surface_quad_means  # noqa: F401
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(REPO, "experiments", "reproduce.py")
-
-
-def _run(args, cwd):
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, SCRIPT] + args, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1800)
+from reproduce_command import run_reproduce as _run
 
 
 def _run_in_process(args):
