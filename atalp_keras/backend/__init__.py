@@ -93,5 +93,5 @@ stateless_step = getattr(_impl, "stateless_step", None)
 __all__ = ["BACKENDS", "GRAPH_ASSERTS", "KEY_DTYPE", "KEY_SHAPE", "NAME", "STATELESS_STEPS",
            "apply_gradients", "compiled", "cond", "do_not_convert", "example_keys",
            "executing_eagerly", "fold_key", "global_sum", "grads_at", "init_scope",
-           "keyed_uniform", "replicas_in_sync", "restore_state", "snapshot", "stateless_step", "stop_gradient",
-           "value_and_grad", "variable_grads", "while_loop"]
+           "keyed_uniform", "replicas_in_sync", "restore_state", "snapshot", "stateless_step",
+           "stop_gradient", "value_and_grad", "variable_grads", "while_loop"]

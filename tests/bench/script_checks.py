@@ -22,7 +22,8 @@ def run(name, tmp_path, *args):
     out = tmp_path / f"{name}.json"
     script(name).main(list(args) + ["--out", str(out)])
     data = json.loads(out.read_text())
-    assert data["command"] == f"python bench/{name}.py " + " ".join(list(args) + ["--out", str(out)])
+    command = " ".join([f"python bench/{name}.py"] + list(args) + ["--out", str(out)])
+    assert data["command"] == command
     assert len(data["machine"]["git_commit"]) == 40 and len(data["loadavg_end"]) == 3
     return data
 
