@@ -87,6 +87,11 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     assert "At eps 0.3: >= 80.0% clean and >= 50.0% AutoAttack on all 10,000 test images. " \
         "No run at this eps is evaluated yet." in text
 
+    # Square: 75% after the gradient stages, 50% after it: 1 image of the 3 it
+    # attacked; 1/3 has the Wilson 95% interval [6.1, 79.2].
+    assert "| `pat_awp` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] |" in text
+    assert "| `pat_long` | 0.1 | 75.00 | 50.00 |" in text
+
     # The figure shows history.csv's validation curves and marks the kept epoch.
     figure = saved_figures["validation.png"]
     ax_clean, ax_adv = figure.axes
@@ -97,6 +102,20 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     np.testing.assert_allclose(lines(ax_clean)["at_alp_awp"][1], [40, 50])
     assert "![validation curves](long/validation.png)" in text
     assert os.path.isfile(tmp_path / "docs" / "long" / "validation.png")
+
+
+def test_square_findings_from_the_stages():
+    record = {"n": 10000, "stages": [
+        {"component": "clean", "robust_accuracy": 0.865, "n": 10000},
+        {"component": "apgd-ce", "robust_accuracy": 0.7918, "n": 8650},
+        {"component": "apgd-t", "robust_accuracy": 0.7848, "n": 7918},
+        {"component": "fab-t", "robust_accuracy": 0.7809, "n": 7848},
+        {"component": "square", "robust_accuracy": 0.7612, "n": 7809}]}
+    assert long_runs.square_findings(record) == {
+        "after_gradient": 0.7809, "after_square": 0.7612, "broken": 197, "attacked": 7809}
+    fast = {"n": 10, "stages": record["stages"][:3]}
+    assert long_runs.square_findings(fast) is None
+    assert long_runs.square_findings({"n": 10}) is None
 
 
 def row_start(text, name):
