@@ -57,6 +57,9 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
                clean="1110", robust="1100")
     _write_run(root, "pat_long", [(0.6, 0.3)], kept=1, clean="1111", robust="0111")
     _write_run(root, "at_alp_awp", [(0.4, 0.2), (0.5, 0.3)])  # still training
+    # experiments/square_recheck.py ran on pat_long (the counts it writes).
+    (root / "pat_long" / "eval_autoattack_eps0.1" / "square_recheck.json").write_text(
+        json.dumps({"square": {"n": 1, "any": 1}, "control": {"n": 1, "any": 0}}))
     out = tmp_path / "docs" / "long.md"
     long_runs.write_report(str(root), str(out), os.path.join(REPO, "configs"))
     text = out.read_text()
@@ -89,8 +92,9 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
 
     # Square: 75% after the gradient stages, 50% after it: 1 image of the 3 it
     # attacked; 1/3 has the Wilson 95% interval [6.1, 79.2].
-    assert "| `pat_awp` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] |" in text
-    assert "| `pat_long` | 0.1 | 75.00 | 50.00 |" in text
+    assert "| `pat_awp` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | not run |" in text
+    assert "| `pat_long` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | 1 of 1 / 0 of 1 |" \
+        in text
 
     # The figure shows history.csv's validation curves and marks the kept epoch.
     figure = saved_figures["validation.png"]
