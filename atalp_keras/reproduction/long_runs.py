@@ -290,7 +290,27 @@ def _goal(runs, eps):
         verdict.append(f"{what} {value:.2f}% ({gap} {goal}%)")
     return (f"At eps {eps:g}: >= {goal_clean}% clean and >= {goal_robust}% AutoAttack on "
             f"all 10,000. The most robust evaluated recipe, `{best['name']}`: "
-            + "; ".join(verdict) + ".")
+            + "; ".join(verdict) + "." + _curves(best, clean))
+
+
+def _curves(run, test_clean):
+    """What a run's validation curves say next to its test clean accuracy."""
+    history = [row for row in run["history"] if "val_accuracy" in row]
+    if not history:
+        return ""
+    top_clean = max(history, key=lambda row: row["val_accuracy"])
+    top_adv = max(history, key=lambda row: row.get("val_adv_accuracy", -1.0))
+    text = (f" Its validation clean accuracy peaked at {100 * top_clean['val_accuracy']:.1f}% "
+            f"(epoch {int(top_clean['epoch'])} of {len(history)}), its validation PGD-10 "
+            f"accuracy at {100 * top_adv.get('val_adv_accuracy', float('nan')):.1f}% (epoch "
+            f"{int(top_adv['epoch'])})")
+    kept = (run.get("selection") or {}).get("epoch")
+    rows = [row for row in history if int(row["epoch"]) == kept]
+    if rows:
+        text += (f"; at the kept epoch {kept} the held-out training images scored "
+                 f"{100 * rows[0]['val_accuracy']:.1f}% clean, the test images "
+                 f"{100 * test_clean:.2f}%")
+    return text + "."
 
 
 def report(runs, figure_name=None, descriptions=None,

@@ -77,7 +77,10 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
 
     # The best by AutoAttack is pat_long (75%): 100 clean reaches 88.5, 75 is 5 short of 80.
     assert ("`pat_long`: clean 100.00% (reached 88.5%); AutoAttack 75.00% "
-            "(5.00 points short of 80.0%)") in text
+            "(5.00 points short of 80.0%). Its validation clean accuracy peaked at 60.0% "
+            "(epoch 1 of 1), its validation PGD-10 accuracy at 30.0% (epoch 1); at the kept "
+            "epoch 1 the held-out training images scored 60.0% clean, the test images "
+            "100.00%.") in text
     assert "| `pat_awp` | `pat_long` | does AWP add robustness to PGD-AT? | 1 | 2 | -25.00 | 1 |" \
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
@@ -131,7 +134,8 @@ def test_an_eps_0_3_run_is_read_at_0_3_and_judged_by_its_own_goal(tmp_path):
         [0.1, 0.3, 0.25]
     root = tmp_path / "runs"
     # An eps 0.1 evaluation in an eps 0.3 run's folder is not its result.
-    _write_run(root, "pat_awp_eps0.3", [(0.8, 0.5)], kept=1, clean="1111", robust="1100")
+    _write_run(root, "pat_awp_eps0.3", [(0.8, 0.5), (0.85, 0.45), (0.82, 0.55)], kept=3,
+               clean="1111", robust="1100")
     assert long_runs.read_run(str(root), "pat_awp_eps0.3")["state"] == "trained"
     (root / "pat_awp_eps0.3" / "eval_autoattack_eps0.1").rename(
         root / "pat_awp_eps0.3" / "eval_autoattack_eps0.3")
@@ -145,7 +149,10 @@ def test_an_eps_0_3_run_is_read_at_0_3_and_judged_by_its_own_goal(tmp_path):
     # 4/4 clean reaches 80; 2/4 = 50% reaches 50 (the goal is >=).
     assert ("At eps 0.3: >= 80.0% clean and >= 50.0% AutoAttack on all 10,000. The most "
             "robust evaluated recipe, `pat_awp_eps0.3`: clean 100.00% (reached 80.0%); "
-            "AutoAttack 50.00% (reached 50.0%).") in text
+            "AutoAttack 50.00% (reached 50.0%). Its validation clean accuracy peaked at 85.0% "
+            "(epoch 2 of 3), its validation PGD-10 accuracy at 55.0% (epoch 3); at the kept "
+            "epoch 3 the held-out training images scored 82.0% clean, the test images "
+            "100.00%.") in text
     assert "At eps 0.1: >= 88.5% clean" in text and "No run at this eps" in text
     assert "| AutoAttack eps 0.3 |" in text
 
