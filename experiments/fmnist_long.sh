@@ -3,8 +3,10 @@
 # (configs/fmnist_<name>.flags; 30 epochs of 2-10 min each on 2 CPU cores,
 # depending on the load) and evaluates each, once trained, under AutoAttack
 # (standard, with Square) on all 10,000 test images at the eps it was trained
-# at (0.1; a name ending in _eps<r> at r; about 2 h per model), then rewrites
-# the report docs/results_fmnist_long.md from what the runs wrote.
+# at (0.1; a name ending in _eps<r> at r; about 2 h per model), rechecks the
+# images Square broke with stronger gradient attacks (experiments/
+# square_recheck.py), then rewrites the report docs/results_fmnist_long.md
+# from what the runs wrote.
 # Resumable: run it again and every finished model and evaluation is
 # skipped, a killed training continues from its last finished epoch
 # (train.py's backup), a killed AutoAttack at its last saved piece of 1,000
@@ -14,8 +16,9 @@
 # The test of this pipeline (tests/reproduction/test_fmnist_long_pipeline.py)
 # runs it small through these variables; the real runs leave them unset:
 #   FMNIST_LONG_ROOT (runs/fmnist_long), FMNIST_LONG_REPORT
-#   (docs/results_fmnist_long.md), FMNIST_LONG_TRAIN_ARGS and
-#   FMNIST_LONG_EVAL_ARGS (flags appended to train.py's and evaluate.py's).
+#   (docs/results_fmnist_long.md), FMNIST_LONG_TRAIN_ARGS,
+#   FMNIST_LONG_EVAL_ARGS and FMNIST_LONG_RECHECK_ARGS (flags appended to
+#   train.py's, evaluate.py's and experiments/square_recheck.py's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
@@ -23,6 +26,7 @@ ROOT="${FMNIST_LONG_ROOT:-runs/fmnist_long}"
 REPORT="${FMNIST_LONG_REPORT:-docs/results_fmnist_long.md}"
 read -r -a TRAIN_ARGS <<< "${FMNIST_LONG_TRAIN_ARGS:-}"
 read -r -a EVAL_ARGS <<< "${FMNIST_LONG_EVAL_ARGS:-}"
+read -r -a RECHECK_ARGS <<< "${FMNIST_LONG_RECHECK_ARGS:-}"
 NAMES=("$@")
 if [ ${#NAMES[@]} -eq 0 ]; then
   NAMES=(pat_awp pat_awp_wide pat_long at_alp_awp mart_awp trades_awp pat_awp_eps0.3)
@@ -44,12 +48,22 @@ for name in "${NAMES[@]}"; do
   out="$ROOT/$name/eval_autoattack_eps$eps"
   if [ -f "$out/results.json" ]; then
     echo "$name: AutoAttack evaluated, skipped"
-    continue
+  else
+    mkdir -p "$out"
+    echo "$name: AutoAttack at eps $eps on all test images ($(date -u +%H:%M) UTC), log $out.log"
+    "$PYTHON" evaluate.py --model="$ROOT/$name" --eps="$eps" --noaudit \
+      --attacks="autoattack:resume_file=$out/autoattack.npz" --out_dir="$out" \
+      ${EVAL_ARGS[@]+"${EVAL_ARGS[@]}"} >> "$out.log" 2>&1
   fi
-  mkdir -p "$out"
-  echo "$name: AutoAttack at eps $eps on all test images ($(date -u +%H:%M) UTC), log $out.log"
-  "$PYTHON" evaluate.py --model="$ROOT/$name" --eps="$eps" --noaudit \
-    --attacks="autoattack:resume_file=$out/autoattack.npz" --out_dir="$out" \
-    ${EVAL_ARGS[@]+"${EVAL_ARGS[@]}"} >> "$out.log" 2>&1
+  # The images Square broke, attacked again by far stronger gradient attacks
+  # (experiments/square_recheck.py; about 10-20 min): budget or masking?
+  if [ -f "$out/square_recheck.json" ]; then
+    echo "$name: Square's images rechecked, skipped"
+  else
+    echo "$name: rechecking Square's images ($(date -u +%H:%M) UTC), log $out.log"
+    "$PYTHON" experiments/square_recheck.py --model="$ROOT/$name" --eps="$eps" \
+      --state="$out/autoattack.npz" --out="$out/square_recheck.json" \
+      ${RECHECK_ARGS[@]+"${RECHECK_ARGS[@]}"} >> "$out.log" 2>&1
+  fi
 done
 "$PYTHON" experiments/fmnist_long_report.py --runs="$ROOT" --out="$REPORT"

@@ -4,7 +4,7 @@ experiments/fmnist_long.sh on the real Fashion-MNIST files, small.
 It trains a shipped config (configs/fmnist_pat_awp.flags: the fmnist ResNet
 with AWP, validation-split model selection) on 192 real training images for one
 epoch, evaluates it under AutoAttack with a resume file on 16 real test images,
-writes the report, and runs again to check that everything finished is
+rechecks the images Square broke, writes the report, and runs again to check that everything finished is
 skipped. The real runs are the same command without the FMNIST_LONG_*
 variables. CI installs the data (.ci/run: apt-get install dataset-fashion-mnist)
 and sets ATALP_REQUIRE_FASHION_MNIST=1, so a missing install fails there.
@@ -36,7 +36,9 @@ def _script(tmp_path):
                                        "--epochs=1 --batch_size=32 --num_steps=1 "
                                        "--eval_pgd_steps=1 --eval_adv_examples=8 "
                                        "--validation_split=0.25 --noexport"),
-               FMNIST_LONG_EVAL_ARGS="--num_examples=16 --num_steps=2 --queries=10")
+               FMNIST_LONG_EVAL_ARGS="--num_examples=16 --num_steps=2 --queries=10",
+               FMNIST_LONG_RECHECK_ARGS=("--num_examples=16 --num_steps=2 --restarts=1 "
+                                         "--n_target_classes=2"))
     return subprocess.run(["bash", os.path.join(REPO, "experiments", "fmnist_long.sh"),
                            "pat_awp"], env=env, capture_output=True, text=True,
                           timeout=900)
@@ -63,6 +65,11 @@ def test_the_long_run_script_trains_evaluates_reports_and_resumes(tmp_path):
         "clean", "apgd-ce", "apgd-t", "fab-t", "square"]
     assert attack["max_perturbation"] <= 0.1 + 1e-6
     assert (run / "eval_autoattack_eps0.1" / "autoattack.npz").is_file()
+    # Square's images, rechecked: as many as Square broke (the stages' counts).
+    recheck = json.loads((run / "eval_autoattack_eps0.1" / "square_recheck.json").read_text())
+    stages = {s["component"]: s["robust_accuracy"] for s in attack["stages"]}
+    assert recheck["square"]["n"] == round(16 * (stages["fab-t"] - stages["square"]))
+    assert recheck["num_examples"] == 16 and recheck["eps"] == 0.1
 
     report = (tmp_path / "report.md").read_text()
     assert "| `pat_awp`:" in report and "| evaluated |" in report
@@ -75,4 +82,5 @@ def test_the_long_run_script_trains_evaluates_reports_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "pat_awp: finished, skipped" in again.stdout
     assert "pat_awp: AutoAttack evaluated, skipped" in again.stdout
+    assert "pat_awp: Square's images rechecked, skipped" in again.stdout
 
