@@ -74,6 +74,7 @@ _CHANGES = {
     "fmnist_trades_awp.flags": dict(num_steps=10),
     "flowers17_resnet101_at_alp.flags": dict(eps=0.25, step_size=0.0625),
     "flowers17_resnet101_at_alp_eps0.5.flags": dict(eps=0.5, step_size=0.125),
+    "fmnist_pat_awp_eps0.3.flags": dict(eps=0.3, step_size=0.075),
     "fmnist_at.flags": dict(at_weight=0.3),
     "fmnist_at_alp.flags": dict(alp_weight=0.5, at_weight=0.3),
     "fmnist_at_alp_awp.flags": dict(alp_weight=0.5, at_weight=0.3),
