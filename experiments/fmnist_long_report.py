@@ -28,6 +28,8 @@ flags.DEFINE_string("runs", "runs/fmnist_long", "Folder of the runs (one subfold
 flags.DEFINE_string("out", "docs/results_fmnist_long.md",
                     "The report; its figure goes to <out without .md>/validation.png.")
 flags.DEFINE_string("configs", "configs", "Folder of the configs/fmnist_<name>.flags files.")
+flags.DEFINE_string("baseline", "runs/fmnist_eps0.1/eval/pat_epochs15_seed0.json",
+                    "The reproduction's 15-epoch pat evaluation to compare with ('' for none).")
 
 
 def main(argv):
@@ -38,10 +40,41 @@ def main(argv):
         raise UsageError(f"No runs folder {FLAGS.runs!r}: train the runs with "
                          f"`{long_runs.CONTINUE}` first. Received: --runs={FLAGS.runs}")
     command = " ".join(["python", PROGRAM] + [shlex.quote(a) for a in sys.argv[1:]])
-    runs = long_runs.write_report(FLAGS.runs, FLAGS.out, FLAGS.configs, command)
+    runs = long_runs.write_report(FLAGS.runs, FLAGS.out, FLAGS.configs, command,
+                                  baseline=_baseline(long_runs))
     for run in runs:
         print(f"{run['name']}: {run['state']}")
     print(f"wrote {FLAGS.out}")
+
+
+def _baseline(long_runs):
+    """--baseline's clean and AutoAttack records and the indices of its
+    images (`long_runs.baseline_comparison`), or None without the file. The
+    indices of its 1,000 images in the full test set are found once, from the
+    data (the reproduction's seeded subset), and kept in the runs folder."""
+    import json
+
+    if not FLAGS.baseline or not os.path.isfile(FLAGS.baseline):
+        return None
+    with open(FLAGS.baseline) as f:
+        evaluation = json.load(f)
+    subset_path = os.path.join(FLAGS.runs, long_runs.SUBSET_FILE)
+    if not os.path.isfile(subset_path):
+        from atalp_keras import artifacts
+        from atalp_keras.evaluation import load_test_arrays
+
+        # As experiments/reproduce.py --preset=fmnist drew them (pipeline.load_data).
+        x, y, _ = load_test_arrays("fashion_mnist", num_examples=evaluation["n"], seed=0,
+                                   data_seed=0)
+        x_all, y_all, _ = load_test_arrays("fashion_mnist", data_seed=0)
+        artifacts.write_json(subset_path, {
+            "source": FLAGS.baseline, "dataset": "fashion_mnist", "data_seed": 0,
+            "test_size": len(y_all), "indices": long_runs.match_indices(x, y, x_all, y_all)})
+    with open(subset_path) as f:
+        subset = json.load(f)
+    return {"clean": evaluation["parts"]["clean"]["value"],
+            "autoattack": evaluation["parts"][long_runs.BASELINE_PART]["value"],
+            "indices": subset["indices"], "test_size": subset["test_size"]}
 
 
 if __name__ == "__main__":

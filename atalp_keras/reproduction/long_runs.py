@@ -16,6 +16,9 @@ report and one figure, so every cell recomputes from committed files:
   ``pat``, and ``at_alp`` against ``pat`` under the same recipe;
 - what AutoAttack's gradient-free last stage (Square) broke that its three
   gradient stages left: the part of the robustness the gradients overstate;
+- the eps 0.1 runs against the 15-epoch ``pat`` of the reproduction (the
+  number issue 22 set out to beat), on the 1,000 test images that one was
+  attacked on, paired;
 - the validation curves each run's kept epoch was chosen from;
 - what is still to run, with the command that runs it.
 """
@@ -24,6 +27,8 @@ import csv
 import json
 import os
 import re
+
+import numpy as np
 
 from matplotlib.figure import Figure
 
@@ -182,6 +187,75 @@ def square_findings(record):
             "attacked": int(stages[at].get("n", round(before * n)))}
 
 
+# The reproduction's 15-epoch pat (experiments/reproduce.py --preset=fmnist):
+# AutoAttack on 1,000 seeded test images, the number issue 22 set out to beat.
+BASELINE = "runs/fmnist_eps0.1/eval/pat_epochs15_seed0.json"
+BASELINE_PART = "autoattack@0.1"
+# Where those 1,000 images sit in the full test set (written once into the
+# runs folder by experiments/fmnist_long_report.py from the data).
+SUBSET_FILE = "reproduction_subset.json"
+
+
+def match_indices(x_subset, y_subset, x_full, y_full):
+    """The index in ``(x_full, y_full)`` of every image of the subset, found
+    by its bytes and label.
+
+    Raises:
+        ValueError: If an image is missing, or two different test images
+            share its bytes and label (the match would be a guess).
+    """
+    where = {}
+    for i, (image, label) in enumerate(zip(x_full, y_full)):
+        where.setdefault((np.ascontiguousarray(image).tobytes(), int(label)), []).append(i)
+    indices = []
+    for image, label in zip(x_subset, y_subset):
+        found = where.get((np.ascontiguousarray(image).tobytes(), int(label)), [])
+        if len(found) != 1:
+            raise ValueError(f"{len(found)} test images match a subset image (label {label}); "
+                             "expected exactly one")
+        indices.append(found[0])
+    return indices
+
+
+def _per_image(record):
+    """A record's per-image results as bools: the reproduction keeps them as
+    a list of 0/1, evaluate.py as a string of them."""
+    correct = record["correct"]
+    return stats.parse_correct(record) if isinstance(correct, str) else np.asarray(correct, bool)
+
+
+def baseline_comparison(runs, baseline):
+    """Each evaluated run at the baseline's eps against the reproduction's
+    15-epoch pat on its images.
+
+    Args:
+        baseline: ``{"clean": record, "autoattack": record, "indices": the
+            baseline's images in the full test set, "test_size": its size}``.
+            Only runs evaluated on the whole test set (in its order) count.
+
+    Returns:
+        ``[(run, {"n", "clean": (ours, theirs), "autoattack": (ours, theirs),
+        "mcnemar": McNemar's test on the AutoAttack results})]``.
+    """
+    indices = np.asarray(baseline["indices"])
+    theirs = {key: _per_image(baseline[key]) for key in ("clean", "autoattack")}
+    for key, values in theirs.items():
+        if len(values) != len(indices):
+            raise ValueError(f"{len(indices)} subset indices for {len(values)} per-image "
+                             f"results ({key})")
+    rows = []
+    for run in runs:
+        if (run["state"] != "evaluated" or run["eps"] != baseline["autoattack"]["eps"]
+                or run["autoattack"]["n"] != baseline["test_size"]):
+            continue
+        ours = {key: _per_image(run[key])[indices] for key in ("clean", "autoattack")}
+        rows.append((run, {
+            "n": len(indices),
+            **{key: (float(ours[key].mean()), float(theirs[key].mean())) for key in ours},
+            "mcnemar": stats.mcnemar_exact(ours["autoattack"], theirs["autoattack"])}))
+    return rows
+
+
 RECHECK = "python experiments/square_recheck.py"
 RECHECK_FILE = "square_recheck.json"
 
@@ -314,9 +388,10 @@ def _curves(run, test_clean):
 
 
 def report(runs, figure_name=None, descriptions=None,
-           command="python experiments/fmnist_long_report.py"):
+           command="python experiments/fmnist_long_report.py", baseline=None):
     """The Markdown report of `read_run`'s results for every run, one table
-    per eps (``descriptions``: run name -> what its config trains)."""
+    per eps (``descriptions``: run name -> what its config trains;
+    ``baseline``: the reproduction's 15-epoch pat, see `baseline_comparison`)."""
     descriptions = descriptions or {}
     radii = sorted({run["eps"] for run in runs})
     lines = [
@@ -386,6 +461,23 @@ def report(runs, figure_name=None, descriptions=None,
                 f"{100 * found['after_square']:.2f} | {found['broken']} | "
                 f"{100 * share:.2f}% {stats.format_interval(share, found['attacked'])} | "
                 f"{_recheck_cell(run)} |")
+    compared = baseline_comparison(runs, baseline) if baseline else []
+    if compared:
+        lines += ["", "## Against the 15-epoch `pat` of the reproduction", "",
+                  f"The number issue 22 set out to beat: `{BASELINE}` (clean and AutoAttack, "
+                  "standard, on the reproduction's 1,000 seeded test images), against each "
+                  "run's results on the same 1,000 images, taken from its 10,000. McNemar's "
+                  "exact test on the images one model keeps under AutoAttack and the other "
+                  "loses.", "",
+                  "| run | clean: run / 15-epoch `pat` | AutoAttack: run / 15-epoch `pat` | "
+                  "run only | `pat` only | p |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for run, row in compared:
+            test = row["mcnemar"]
+            cells = [" / ".join(f"{100 * value:.1f} {stats.format_interval(value, row['n'])}"
+                                for value in row[key]) for key in ("clean", "autoattack")]
+            lines.append(f"| `{run['name']}` | {cells[0]} | {cells[1]} | {test['a_only']} | "
+                         f"{test['b_only']} | {test['p_value']:.3g} |")
     if figure_name:
         lines += ["", "## Validation curves", "",
                   "What model selection read: the held-out split's clean and PGD-10 accuracy "
@@ -406,7 +498,7 @@ def report(runs, figure_name=None, descriptions=None,
 
 
 def write_report(root, out_path, configs_dir,
-                 command="python experiments/fmnist_long_report.py"):
+                 command="python experiments/fmnist_long_report.py", baseline=None):
     """Reads every run of `RUNS` under ``root`` and writes the report and its
     figure (``<out_path without .md>/validation.png``). Returns the runs."""
     runs = [read_run(root, name) for name in RUNS]
@@ -416,7 +508,8 @@ def write_report(root, out_path, configs_dir,
     os.makedirs(os.path.dirname(figure_path), exist_ok=True)
     validation_figure(runs).savefig(figure_path, bbox_inches="tight")
     relative = os.path.relpath(figure_path, os.path.dirname(os.path.abspath(out_path)) or ".")
-    text = report(runs, figure_name=relative, descriptions=descriptions, command=command)
+    text = report(runs, figure_name=relative, descriptions=descriptions, command=command,
+                  baseline=baseline)
     with open(out_path, "w") as f:
         f.write(text)
     return runs

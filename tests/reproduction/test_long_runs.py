@@ -125,6 +125,37 @@ def test_square_findings_from_the_stages():
     assert long_runs.square_findings({"n": 10}) is None
 
 
+def test_the_reproduction_s_images_are_found_and_compared_paired(tmp_path):
+    x_full = np.arange(4 * 3, dtype=np.float32).reshape(4, 3)
+    y_full = np.array([0, 1, 2, 3])
+    assert long_runs.match_indices(x_full[[2, 0]], y_full[[2, 0]], x_full, y_full) == [2, 0]
+    with pytest.raises(ValueError, match="0 test images match"):
+        long_runs.match_indices(x_full[:1] + 0.5, y_full[:1], x_full, y_full)
+    twice = np.concatenate([x_full, x_full[:1]]), np.r_[y_full, 0]
+    with pytest.raises(ValueError, match="2 test images match"):
+        long_runs.match_indices(x_full[:1], y_full[:1], *twice)
+
+    root = tmp_path / "runs"
+    _write_run(root, "pat_awp", [(0.5, 0.25)], kept=1, clean="1110", robust="1100")
+    runs = [long_runs.read_run(str(root), "pat_awp")]
+    # The reproduction's images are test images 2 and 0: the run is correct on
+    # both clean and keeps image 0 only under AutoAttack; the reproduction's
+    # pat keeps image 2 only. One discordant image each way: p = 1.
+    baseline = {"clean": {"correct": [1, 1]}, "autoattack": {"eps": 0.1, "correct": [1, 0]},
+                "indices": [2, 0], "test_size": 4}
+    ((run, row),) = long_runs.baseline_comparison(runs, baseline)
+    assert row["clean"] == (1.0, 1.0) and row["autoattack"] == (0.5, 0.5)
+    assert (row["mcnemar"]["a_only"], row["mcnemar"]["b_only"]) == (1, 1)
+    text = long_runs.report(runs, baseline=baseline)
+    # 2/2: Wilson 95% [34.2, 100.0]; 1/2: [9.5, 90.5].
+    assert ("| `pat_awp` | 100.0 [34.2, 100.0] / 100.0 [34.2, 100.0] | 50.0 [9.5, 90.5] / "
+            "50.0 [9.5, 90.5] | 1 | 1 | 1 |") in text
+    # A run evaluated on fewer images (a subset in another order) is left out.
+    assert long_runs.baseline_comparison(runs, dict(baseline, test_size=10000)) == []
+    with pytest.raises(ValueError, match="3 subset indices for 2"):
+        long_runs.baseline_comparison(runs, dict(baseline, indices=[2, 0, 1]))
+
+
 def row_start(text, name):
     return text.index(f"| `{name}`:")
 
