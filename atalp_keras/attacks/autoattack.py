@@ -64,6 +64,15 @@ from atalp_keras.errors import UsageError
 VERSIONS = ("standard", "fast")
 
 
+def inside_ball(candidate, x, eps):
+    """Per example: ``candidate`` is inside the L-inf ``eps``-ball around ``x``
+    and the [0, 1] box (what counts as a valid adversarial)."""
+    axes = tuple(range(1, x.ndim))
+    size = np.abs(candidate - x).max(axis=axes)
+    return (size <= eps + 1e-6) & (candidate.min(axis=axes) >= 0.0) \
+        & (candidate.max(axis=axes) <= 1.0)
+
+
 class AutoAttack(EagerAttack):
     """AutoAttack in L-inf.
 
@@ -155,11 +164,7 @@ class AutoAttack(EagerAttack):
         return self._components
 
     def _inside(self, candidate, x):
-        """Per example: inside the eps-ball and the [0, 1] box."""
-        axes = tuple(range(1, x.ndim))
-        size = np.abs(candidate - x).max(axis=axes)
-        return (size <= self.eps + 1e-6) & (candidate.min(axis=axes) >= 0.0) \
-            & (candidate.max(axis=axes) <= 1.0)
+        return inside_ball(candidate, x, self.eps)
 
     def _generate(self, model, x, y, batch_size, jit_compile, example_ids, verbose):
         """Runs the components in sequence on the still-robust points.

@@ -24,6 +24,7 @@ import json
 import numpy as np
 
 from atalp_keras.attacks import APGDAttack, APGDTAttack
+from atalp_keras.attacks.autoattack import inside_ball
 from atalp_keras.attacks.batching import predict_classes
 from atalp_keras.errors import UsageError
 
@@ -123,10 +124,8 @@ def recheck(model, x, y, state, eps, attacks, control=None, batch_size=256, seed
                 entry[label] = 0
                 continue
             x_adv = attack.perturb(model, x[idx], y[idx], batch_size)
-            size = np.abs(x_adv - x[idx]).reshape(len(idx), -1).max(axis=1)
-            inside = (size <= eps + 1e-6) & (x_adv.reshape(len(idx), -1).min(axis=1) >= 0) \
-                & (x_adv.reshape(len(idx), -1).max(axis=1) <= 1)
-            broken = (predict_classes(model, x_adv, batch_size) != y[idx]) & inside
+            broken = ((predict_classes(model, x_adv, batch_size) != y[idx])
+                      & inside_ball(x_adv, x[idx], eps))
             entry[label] = int(broken.sum())
             any_broken |= broken
             echo(f"{group}: {label} broke {int(broken.sum())} of {len(idx)}")
