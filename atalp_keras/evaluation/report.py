@@ -1,10 +1,10 @@
 """Result tables and files: the Markdown table, ``results.json`` and
 ``results.md`` (with AutoAttack's per-stage report)."""
 
-import json
 import math
 import os
 
+from atalp_keras import artifacts
 from atalp_keras.errors import UsageError
 from atalp_keras.evaluation.stats import format_interval
 
@@ -86,8 +86,8 @@ def write_results(records, out_dir):
     stages = format_stage_report(records)
     if stages:
         text += "\n" + stages
-    with open(os.path.join(out_dir, RESULTS_JSON), "w") as handle:
-        json.dump(records, handle, indent=2)
-    with open(os.path.join(out_dir, RESULTS_MD), "w") as handle:
-        handle.write(text)
+    # Atomic: a process killed while writing the 10,000-image records leaves
+    # the old file or none, never a truncated one a rerun would take as done.
+    artifacts.write_json(os.path.join(out_dir, RESULTS_JSON), records)
+    artifacts.atomic_write_text(os.path.join(out_dir, RESULTS_MD), text)
     return text

@@ -44,6 +44,15 @@ def _record(base, attack_name, eps, n, correct, seconds, settings=None, extra=No
     return record
 
 
+def attack_seconds(wall, stages=None):
+    """An attack's compute time: its wall time, or for an AutoAttack resumed
+    from its file the sum of its stages' seconds (those of the earlier,
+    killed calls included) when that is larger."""
+    if not stages:
+        return float(wall)
+    return max(float(wall), sum(float(stage["seconds"]) for stage in stages))
+
+
 def summarize_extras(extras):
     """The JSON-sized part of an `AttackResult`'s extras (no per-example arrays)."""
     summary = {}
@@ -79,7 +88,8 @@ def _attack_record(base, threat, attack, attacked_model, model, x, y, batch_size
     extra["min_pixel"] = float(np.min(x_adv))
     extra["max_pixel"] = float(np.max(x_adv))
     extra.update(summarize_extras(result.extras))
-    record = _record(base, name, eps, len(y), correct, time.time() - started, settings, extra)
+    seconds = attack_seconds(time.time() - started, extra.get("stages"))
+    record = _record(base, name, eps, len(y), correct, seconds, settings, extra)
     return record, correct
 
 

@@ -48,6 +48,7 @@ def state_file(entry, key):
 
 def _attack_part(s, model, x, y, name, options, queries, eps, resume_file):
     from atalp_keras import evaluation
+    from atalp_keras.evaluation.run import attack_seconds
 
     if name.startswith("autoattack"):
         options = dict(options, resume_file=resume_file)
@@ -69,9 +70,7 @@ def _attack_part(s, model, x, y, name, options, queries, eps, resume_file):
         part["mean_distance"] = float(result.extras["mean_distance"])
     if result.extras.get("report") is not None:
         part["stages"] = json.loads(json.dumps(result.extras["report"], default=str))
-        # A resumed AutoAttack: its compute includes the stages of earlier calls.
-        part["seconds"] = round(max(part["seconds"],
-                                    sum(r["seconds"] for r in part["stages"])), 1)
+        part["seconds"] = round(attack_seconds(part["seconds"], part["stages"]), 1)
     return part
 
 

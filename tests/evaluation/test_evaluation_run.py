@@ -97,6 +97,22 @@ def test_records_carry_the_attacks_extras_and_real_steps(tiny_problem, capsys):
     assert "autoattack-fast stage 1/2: apgd-ce" in err  # progress on stderr
 
 
+def test_a_resumed_autoattack_is_timed_with_its_earlier_calls(tiny_problem, tmp_path):
+    model, x, y = tiny_problem
+    attack = attacks.AutoAttack(0.3, version="fast", num_steps=3, n_target_classes=2, seed=0,
+                                resume_file=tmp_path / "aa.npz")
+    first = evaluation.evaluate_model(model, x, y, [attack], batch_size=10, verbose=0)[1]
+    # Every stage is in the file: the second call only reads it, yet the
+    # record keeps the seconds the stages took in the first.
+    again = evaluation.evaluate_model(model, x, y, [attack], batch_size=10, verbose=0)[1]
+    assert again["correct"] == first["correct"] and again["stages"] == first["stages"]
+    assert again["seconds"] == pytest.approx(sum(s["seconds"] for s in first["stages"]),
+                                             abs=2e-3)
+    assert evaluation.run.attack_seconds(5.0, [{"seconds": 1.5}, {"seconds": 2.0}]) == 5.0
+    assert evaluation.run.attack_seconds(1.0, [{"seconds": 1.5}, {"seconds": 2.0}]) == 3.5
+    assert evaluation.run.attack_seconds(1.0, None) == 1.0
+
+
 def test_bad_inputs_are_refused_before_any_attack(tiny_problem):
     from atalp_keras.errors import UsageError
 
