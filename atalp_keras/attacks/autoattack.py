@@ -294,7 +294,10 @@ class AutoAttack(EagerAttack):
         broken = np.flatnonzero(state["clean"] & ~state["robust"])
         folder = os.path.dirname(os.path.abspath(self.resume_file))
         os.makedirs(folder, exist_ok=True)
-        partial = os.path.join(folder, f".{os.path.basename(self.resume_file)}.partial.npz")
+        # Named per process: two runs on one file (say, a queue started twice)
+        # each rename a whole file into place instead of writing into one.
+        partial = os.path.join(
+            folder, f".{os.path.basename(self.resume_file)}.{os.getpid()}.partial.npz")
         inside = ({} if state.get("pending") is None else
                   {"pending": state["pending"], "stage_n": state["stage_n"],
                    "stage_seconds": state["stage_seconds"]})

@@ -3,6 +3,8 @@ finished stage, or inside it after its last finished piece of points, and
 returns what an uninterrupted run returns; a file written by another call
 (other model, points or settings) is not used."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,22 @@ def test_a_finished_file_runs_no_stage_and_other_weights_start_over(
     assert "cannot be read" in capsys.readouterr().err
     np.testing.assert_array_equal(fresh.x_adv, first.x_adv)
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_each_process_writes_the_state_through_its_own_temporary_file(
+        undefended_model, points, tmp_path, monkeypatch):
+    x, y = points
+    path = tmp_path / "aa.npz"
+    renamed = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        renamed.append((os.path.basename(src), dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    AutoAttack(0.05, version="fast", resume_file=path, **BUDGETS).run(undefended_model, x, y)
+    # Two runs on one file (a queue started twice) never write into one
+    # temporary file: each renames a whole file of its own into place.
+    assert renamed and all(src == f".aa.npz.{os.getpid()}.partial.npz" and dst == str(path)
+                           for src, dst in renamed)
