@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Trains issue 22's long-schedule Fashion-MNIST models one after another
-# (configs/fmnist_<name>.flags; 30 epochs of 2-10 min each on 2 CPU cores,
-# depending on the load) and evaluates each, once trained, under AutoAttack
-# (standard, with Square) on all 10,000 test images at the eps it was trained
-# at (0.1; a name ending in _eps<r> at r; about 2 h per model), rechecks the
+# (configs/fmnist_<name>.flags; 30 epochs, 3-27 min each on 2 CPU cores so
+# far, depending on the load) and evaluates each, once trained, under
+# AutoAttack (standard, with Square) on all 10,000 test images at the eps it
+# was trained at (0.1; a name ending in _eps<r> at r; 4.4 h for pat_awp on the
+# shared machine; the report gives the times measured so far), rechecks the
 # images Square broke with stronger gradient attacks (experiments/
 # square_recheck.py), then rewrites the report docs/results_fmnist_long.md
 # from what the runs wrote.
@@ -44,7 +45,8 @@ for name in "${NAMES[@]}"; do
   fi
   # The eps of the name (atalp_keras/reproduction/long_runs.py: run_eps).
   eps=0.1
-  if [[ "$name" =~ _eps([0-9.]+)$ ]]; then eps="${BASH_REMATCH[1]}"; fi
+  # printf %g writes it as Python's {eps:g} does (0.30 -> 0.3): the same folder.
+  if [[ "$name" =~ _eps([0-9.]+)$ ]]; then eps=$(LC_ALL=C printf '%g' "${BASH_REMATCH[1]}"); fi
   out="$ROOT/$name/eval_autoattack_eps$eps"
   if [ -f "$out/results.json" ]; then
     echo "$name: AutoAttack evaluated, skipped"
@@ -57,13 +59,15 @@ for name in "${NAMES[@]}"; do
   fi
   # The images Square broke, attacked again by far stronger gradient attacks
   # (experiments/square_recheck.py; about 10-20 min): budget or masking?
-  if [ -f "$out/square_recheck.json" ]; then
-    echo "$name: Square's images rechecked, skipped"
-  else
-    echo "$name: rechecking Square's images ($(date -u +%H:%M) UTC), log $out.log"
-    "$PYTHON" experiments/square_recheck.py --model="$ROOT/$name" --eps="$eps" \
-      --state="$out/autoattack.npz" --out="$out/square_recheck.json" \
-      ${RECHECK_ARGS[@]+"${RECHECK_ARGS[@]}"} >> "$out.log" 2>&1
+  # --keep_current keeps a square_recheck.json made from this evaluation's
+  # Square images and redoes one made from other images (a recheck run while
+  # Square was still going, or before a re-evaluation). A side analysis: its
+  # failure is reported and the queue goes on.
+  echo "$name: rechecking Square's images unless done ($(date -u +%H:%M) UTC), log $out.log"
+  if ! "$PYTHON" experiments/square_recheck.py --model="$ROOT/$name" --eps="$eps" \
+      --state="$out/autoattack.npz" --out="$out/square_recheck.json" --keep_current \
+      ${RECHECK_ARGS[@]+"${RECHECK_ARGS[@]}"} >> "$out.log" 2>&1; then
+    echo "$name: the recheck failed (see $out.log); going on"
   fi
 done
 "$PYTHON" experiments/fmnist_long_report.py --runs="$ROOT" --out="$REPORT"

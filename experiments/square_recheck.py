@@ -11,8 +11,11 @@ clean images again with APGD-CE and APGD-DLR (--restarts x --num_steps) and
 APGD-T (--num_steps per target), far beyond AutoAttack's one run of 100
 steps each; as a control, as many images that every stage left correct
 (seeded). The model, data and eps default to the model's training settings,
-as in evaluate.py; --num_examples must be the AutoAttack run's. Writes the
-counts to --out (JSON) and prints them. See atalp_keras/evaluation/square_recheck.py.
+as in evaluate.py; --num_examples and --eval_seed must be the AutoAttack run's
+(--seed only draws the control and the attacks' starts). Writes the
+counts to --out (JSON) and prints them; with --keep_current, an --out made
+from the same Square images is kept instead (experiments/fmnist_long.sh).
+See atalp_keras/evaluation/square_recheck.py.
 """
 
 import os
@@ -37,6 +40,8 @@ flags.DEFINE_string("dataset", None, "Test data; default: the model's training d
 flags.DEFINE_float("eps", None, "The radius AutoAttack used; default: the training eps.")
 flags.DEFINE_integer("num_examples", 0, "As the AutoAttack run's (0: the whole test set).",
                      lower_bound=0)
+flags.DEFINE_integer("eval_seed", 0, "The AutoAttack run's evaluate.py --seed, which drew its "
+                     "--num_examples images.", lower_bound=0)
 flags.DEFINE_integer("num_steps", 500, "Steps of every stronger attack.", lower_bound=1)
 flags.DEFINE_integer("restarts", 5, "Restarts of APGD-CE and APGD-DLR.", lower_bound=1)
 flags.DEFINE_integer("n_target_classes", 9, "Target classes of APGD-T.", lower_bound=1)
@@ -45,6 +50,9 @@ flags.DEFINE_integer("control", -1, "Control images (-1: as many as Square broke
 flags.DEFINE_integer("batch_size", 256, "Examples per attack call.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the control's choice and the attacks' starts.",
                      lower_bound=0)
+flags.DEFINE_bool("keep_current", False,
+                  "Keep an --out file made from the images Square broke in this --state "
+                  "(and exit); redo one made from other images.")
 
 
 def main(argv):
@@ -58,10 +66,14 @@ def main(argv):
         if not getattr(FLAGS, name):
             raise UsageError(f"--{name} is required. Received: --{name}={getattr(FLAGS, name)}")
     state = square_recheck.read_state(FLAGS.state)
+    if FLAGS.keep_current and square_recheck.made_from(FLAGS.out, state):
+        print(f"{FLAGS.out} was made from the images Square broke in {FLAGS.state}; kept")
+        return
     inputs = prepare_evaluation(EvaluateSettings(
         model=FLAGS.model, dataset=FLAGS.dataset, attacks="none",
         eps=None if FLAGS.eps is None else (FLAGS.eps,), num_examples=FLAGS.num_examples,
-        out_dir=os.path.dirname(os.path.abspath(FLAGS.out)), seed=FLAGS.seed, audit=False))
+        out_dir=os.path.dirname(os.path.abspath(FLAGS.out)), seed=FLAGS.eval_seed,
+        audit=False))
     (eps,) = inputs.eps_values
     attacks = square_recheck.stronger_attacks(eps, FLAGS.num_steps, FLAGS.restarts,
                                               FLAGS.n_target_classes, FLAGS.seed)

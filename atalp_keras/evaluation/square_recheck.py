@@ -86,6 +86,23 @@ def choose_images(state, control=None, seed=0):
     return broken, chosen
 
 
+def made_from(path, state):
+    """Whether the recheck written to ``path`` attacked the images Square
+    broke in ``state`` (`read_state`), with Square finished on the same
+    points: False for a missing or unreadable file, or one made from another
+    state (a recheck run while Square was still going, or before the model
+    was evaluated again)."""
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+        images, attacked = saved["square"]["images"], saved["square_attacked"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    broken = np.flatnonzero(state["broken_by"] == SQUARE)
+    return (attacked == int(state["square_done"].sum())
+            and np.array_equal(np.asarray(images, dtype=np.int64), broken))
+
+
 def recheck(model, x, y, state, eps, attacks, control=None, batch_size=256, seed=0,
             echo=print):
     """Attacks Square's images and the control again with ``attacks``.

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from atalp_keras import artifacts
 from atalp_keras.attacks import AutoAttack, PGDAttack
 from atalp_keras.attacks.square import SquareAttack
 from atalp_keras.errors import UsageError
@@ -71,6 +72,19 @@ def test_a_finished_run_s_square_images_and_a_control_that_held(undefended_model
     assert found["control"]["n"] == 3 and 0 <= found["control"]["pgd"] \
         == found["control"]["any"] <= 3
     assert lines[0] == "square: pgd broke 3 of 3"
+    # experiments/square_recheck.py --keep_current keeps a file made from
+    # these Square images, and only such a file.
+    out = tmp_path / "recheck.json"
+    assert not square_recheck.made_from(out, state)
+    artifacts.write_json(out, {"square_attacked": int(state["square_done"].sum()), **found})
+    assert square_recheck.made_from(out, state)
+    _relabelled(path, broken[3:4])  # evaluated again: Square broke one more image
+    assert not square_recheck.made_from(out, square_recheck.read_state(path))
+    unfinished = dict(state, square_done=state["square_done"] & (np.arange(len(y)) < 20))
+    assert unfinished["square_done"].sum() < state["square_done"].sum()
+    assert not square_recheck.made_from(out, unfinished)  # made while Square was going on
+    out.write_text("{")
+    assert not square_recheck.made_from(out, state)
     # The stronger attacks the script uses by default, at tiny budgets.
     labels = [label for label, _ in square_recheck.stronger_attacks(EPS, 7, 2, 3)]
     assert labels == ["apgd-ce 2x7", "apgd-dlr 2x7", "apgd-t 3 targets x7"]

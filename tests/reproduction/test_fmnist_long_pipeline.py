@@ -37,7 +37,7 @@ def _script(tmp_path):
                                        "--eval_pgd_steps=1 --eval_adv_examples=8 "
                                        "--validation_split=0.25 --noexport"),
                FMNIST_LONG_EVAL_ARGS="--num_examples=16 --num_steps=2 --queries=10",
-               FMNIST_LONG_RECHECK_ARGS=("--num_examples=16 --num_steps=2 --restarts=1 "
+               FMNIST_LONG_RECHECK_ARGS=("--num_examples=16 --num_steps=2 --restarts=1 --seed=1 "
                                          "--n_target_classes=2"))
     return subprocess.run(["bash", os.path.join(REPO, "experiments", "fmnist_long.sh"),
                            "pat_awp"], env=env, capture_output=True, text=True,
@@ -49,6 +49,7 @@ def test_the_long_run_script_trains_evaluates_reports_and_resumes(tmp_path):
     result = _script(tmp_path)
     logs = "".join(p.read_text()[-3000:] for p in (tmp_path / "runs").rglob("*.log"))
     assert result.returncode == 0, result.stdout + result.stderr + logs
+    assert "recheck failed" not in result.stdout, logs  # the queue goes on past one
     run = tmp_path / "runs" / "pat_awp"
     metrics = json.loads((run / "metrics.json").read_text())
     # What the config says it trains, with the test's overrides on top.
@@ -70,6 +71,9 @@ def test_the_long_run_script_trains_evaluates_reports_and_resumes(tmp_path):
     stages = {s["component"]: s["robust_accuracy"] for s in attack["stages"]}
     assert recheck["square"]["n"] == round(16 * (stages["fab-t"] - stages["square"]))
     assert recheck["num_examples"] == 16 and recheck["eps"] == 0.1
+    # --seed=1 draws the control and the attacks' starts, not other images than
+    # the AutoAttack run's (its evaluate.py --seed, 0: --eval_seed).
+    assert "--seed=1" in recheck["command"]
 
     report = (tmp_path / "report.md").read_text()
     assert "| `pat_awp`:" in report and "| evaluated |" in report
@@ -82,5 +86,8 @@ def test_the_long_run_script_trains_evaluates_reports_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "pat_awp: finished, skipped" in again.stdout
     assert "pat_awp: AutoAttack evaluated, skipped" in again.stdout
-    assert "pat_awp: Square's images rechecked, skipped" in again.stdout
+    # The recheck made from this evaluation's Square images is kept.
+    log = (run / "eval_autoattack_eps0.1.log").read_text()
+    assert log.count("square_recheck.json was made from the images Square broke") == 1
+    assert "recheck failed" not in again.stdout
 
