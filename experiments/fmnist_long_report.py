@@ -72,7 +72,11 @@ def _baseline(long_runs):
             "test_size": len(y_all), "indices": long_runs.match_indices(x, y, x_all, y_all)})
     with open(subset_path) as f:
         subset = json.load(f)
+    if subset.get("source") != FLAGS.baseline:
+        raise UsageError(f"{subset_path} holds the images of {subset.get('source')!r}, not of "
+                         f"--baseline={FLAGS.baseline}: delete it to find them again")
     return {"clean": evaluation["parts"]["clean"]["value"],
+            "clean_all": evaluation["parts"].get("clean_all", {}).get("value"),
             "autoattack": evaluation["parts"][long_runs.BASELINE_PART]["value"],
             "indices": subset["indices"], "test_size": subset["test_size"]}
 

@@ -33,6 +33,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from atalp_keras.evaluation import stats
+from atalp_keras.evaluation.run import attack_seconds
 
 # The runs of experiments/fmnist_long.sh, in its order; each is
 # configs/fmnist_<name>.flags, whose first comment line describes it.
@@ -230,8 +231,15 @@ def baseline_comparison(runs, baseline):
 
     Args:
         baseline: ``{"clean": record, "autoattack": record, "indices": the
-            baseline's images in the full test set, "test_size": its size}``.
+            baseline's images in the full test set, "test_size": its size}``,
+            and optionally ``"clean_all"``: the baseline's clean record on the
+            whole test set, against which the indices are checked.
             Only runs evaluated on the whole test set (in its order) count.
+
+    Raises:
+        ValueError: If the indices do not pick the baseline's own clean
+            results out of ``clean_all`` (a subset file of another baseline
+            or seed).
 
     Returns:
         ``[(run, {"n", "clean": (ours, theirs), "autoattack": (ours, theirs),
@@ -243,6 +251,12 @@ def baseline_comparison(runs, baseline):
         if len(values) != len(indices):
             raise ValueError(f"{len(indices)} subset indices for {len(values)} per-image "
                              f"results ({key})")
+    if baseline.get("clean_all") is not None:
+        differ = int(np.sum(_per_image(baseline["clean_all"])[indices] != theirs["clean"]))
+        if differ:
+            raise ValueError(f"The subset indices pick {differ} clean results that differ "
+                             "from the baseline's own on its images: they belong to another "
+                             "baseline or seed (delete the subset file to find them again)")
     rows = []
     for run in runs:
         if (run["state"] != "evaluated" or run["eps"] != baseline["autoattack"]["eps"]
@@ -260,12 +274,19 @@ RECHECK = "python experiments/square_recheck.py"
 RECHECK_FILE = "square_recheck.json"
 
 
-def _recheck_cell(run):
-    """experiments/square_recheck.py's counts for a run, if it ran."""
+def _recheck_cell(run, square):
+    """experiments/square_recheck.py's counts for a run, if it ran on the
+    images ``square`` (`square_findings`) counts, else what it ran on."""
     path = os.path.join(eval_dir(run["dir"], run["eps"]), RECHECK_FILE)
     if not os.path.isfile(path):
         return "not run"
     found = _read_json(path)
+    made_from = (found["square"]["n"], found.get("square_attacked", square["attacked"]))
+    if made_from != (square["broken"], square["attacked"]):
+        # Run while Square was going on, or before the model was evaluated again.
+        return (f"stale: made from {made_from[0]} image{'s' * (made_from[0] != 1)} of "
+                f"{made_from[1]} Square had attacked (not {square['broken']} of "
+                f"{square['attacked']}); rerun it")
     return " / ".join(f"{found[group]['any']} of {found[group]['n']}"
                       for group in ("square", "control"))
 
@@ -324,11 +345,38 @@ def _minutes(seconds):
     return f"{seconds / 60:.0f} min"
 
 
+def _hours(seconds):
+    return f"{seconds / 3600:.1f} h"
+
+
+def _attack_seconds(run):
+    """The AutoAttack evaluation's compute, resumed calls included (a record
+    written before evaluate.py counted them keeps only its last call's time
+    in ``seconds``; its stages keep all)."""
+    record = run["autoattack"]
+    return attack_seconds(record.get("seconds", 0.0), record.get("stages"))
+
+
+def _times(runs):
+    """What the runs took so far, for the still-to-run estimate: the range
+    of epoch minutes, and the AutoAttack hours of each evaluated run."""
+    epochs = [row["seconds"] / 60 for run in runs for row in run["history"]
+              if "seconds" in row]
+    parts = []
+    if epochs:
+        parts.append(f"30 epochs of {min(epochs):.0f}-{max(epochs):.0f} min each so far")
+    evaluated = [f"{_hours(_attack_seconds(run))} for `{run['name']}`" for run in runs
+                 if run["state"] == "evaluated"]
+    if evaluated:
+        parts.append("then AutoAttack: " + ", ".join(evaluated))
+    return ", ".join(parts) or "30 epochs, then AutoAttack"
+
+
 def _run_table(runs, eps, descriptions):
     lines = [
         f"| recipe | model | state | kept epoch (val PGD-10) | clean | AutoAttack eps {eps:g} | "
-        "AutoAttack stages | training |",
-        "| --- | --- | --- | --- | ---: | ---: | --- | ---: |",
+        "AutoAttack stages | training | AutoAttack time |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: |",
     ]
     for run in runs:
         selection = run.get("selection") or {}
@@ -345,7 +393,8 @@ def _run_table(runs, eps, descriptions):
             f"{kept} | "
             f"{_cell(run.get('clean'))} | {_cell(run.get('autoattack'))} | "
             f"{_stages(run['autoattack']) if 'autoattack' in run else '-'} | "
-            f"{_minutes(run['train_seconds']) if 'train_seconds' in run else '-'} |")
+            f"{_minutes(run['train_seconds']) if 'train_seconds' in run else '-'} | "
+            f"{_hours(_attack_seconds(run)) if 'autoattack' in run else '-'} |")
     return lines
 
 
@@ -406,7 +455,9 @@ def report(runs, figure_name=None, descriptions=None,
         "cosine decay. 3,000 of the "
         "60,000 training images are held out; after every epoch PGD-10 attacks 1,000 of "
         "them and the epoch with the highest validation PGD accuracy is kept (Rice et al. "
-        "2020). The test set is used once, for these tables: clean accuracy and AutoAttack "
+        "2020). The test set takes no part in that choice: train.py scores the kept "
+        "weights on it once training has ended (clean and PGD-10, in metrics.json), and "
+        "these tables score them: clean accuracy and AutoAttack "
         "(standard: APGD-CE, APGD-T, FAB-T, Square-5000) at the training eps "
         "on all 10,000 test images. Intervals are Wilson 95%.",
     ]
@@ -449,8 +500,9 @@ def report(runs, figure_name=None, descriptions=None,
                   "(5 restarts of 500 steps) and APGD-T (500 steps per target), and as many "
                   "images every stage left correct as a control. Stronger gradient attacks "
                   "that break Square's images but not the control mean AutoAttack's gradient "
-                  "stages were short of budget; ones that break neither mean the gradients "
-                  "mislead on those images (masking).", "",
+                  "stages were short of budget; ones that break neither point to gradients "
+                  "that mislead on those images (masking), as far as these budgets can "
+                  "tell.", "",
                   "| run | eps | after the gradient stages | after Square | images Square broke "
                   "| of those it attacked | stronger gradient attacks broke: Square's / control |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -460,7 +512,7 @@ def report(runs, figure_name=None, descriptions=None,
                 f"| `{run['name']}` | {run['eps']:g} | {100 * found['after_gradient']:.2f} | "
                 f"{100 * found['after_square']:.2f} | {found['broken']} | "
                 f"{100 * share:.2f}% {stats.format_interval(share, found['attacked'])} | "
-                f"{_recheck_cell(run)} |")
+                f"{_recheck_cell(run, found)} |")
     compared = baseline_comparison(runs, baseline) if baseline else []
     if compared:
         lines += ["", "## Against the 15-epoch `pat` of the reproduction", "",
@@ -489,9 +541,9 @@ def report(runs, figure_name=None, descriptions=None,
         lines.append("Nothing: every run is trained and evaluated.")
     else:
         lines.append(f"`{CONTINUE} {' '.join(r['name'] for r in todo)}` continues these "
-                     "(30 epochs of 6-20 min each on 2 shared CPU cores, then about 2 h of "
-                     "AutoAttack per model; training times above are sums of the epochs' "
-                     "seconds on a shared machine):")
+                     f"({_times(runs)}; on 2 CPU cores shared with other work, so the "
+                     "times above vary with the load: training is the sum of the epochs' "
+                     "seconds, AutoAttack the sum of its stages'):")
         lines.append("")
         lines += [f"- `{r['name']}`: {r['state']}" for r in todo]
     return "\n".join(lines) + "\n"

@@ -38,13 +38,15 @@ def _write_run(root, name, history, kept=None, clean=None, robust=None, eps=0.1)
         return
     out = run / f"eval_autoattack_eps{eps:g}"
     out.mkdir()
+    # Resumed once, as a record written before evaluate.py counted the
+    # earlier call: "seconds" holds the last call's (Square), the stages all.
     records = [{"attack": "none", "eps": 0.0, "n": len(clean), "accuracy": 0.0,
                 "correct": clean},
                {"attack": "autoattack", "eps": eps, "n": len(robust), "accuracy": 0.0,
-                "correct": robust,
-                "stages": [{"component": "clean", "robust_accuracy": 1.0},
-                           {"component": "apgd-ce", "robust_accuracy": 0.75},
-                           {"component": "square", "robust_accuracy": 0.5}]}]
+                "correct": robust, "seconds": 1800.0,
+                "stages": [{"component": "clean", "robust_accuracy": 1.0, "seconds": 0.5},
+                           {"component": "apgd-ce", "robust_accuracy": 0.75, "seconds": 3600},
+                           {"component": "square", "robust_accuracy": 0.5, "seconds": 1800}]}]
     (out / "results.json").write_text(json.dumps(records))
 
 
@@ -57,18 +59,24 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
                clean="1110", robust="1100")
     _write_run(root, "pat_long", [(0.6, 0.3)], kept=1, clean="1111", robust="0111")
     _write_run(root, "at_alp_awp", [(0.4, 0.2), (0.5, 0.3)])  # still training
-    # experiments/square_recheck.py ran on pat_long (the counts it writes).
+    # experiments/square_recheck.py ran on pat_long (the counts it writes),
+    # and on pat_awp while its Square had attacked 2 of the 3 images.
     (root / "pat_long" / "eval_autoattack_eps0.1" / "square_recheck.json").write_text(
-        json.dumps({"square": {"n": 1, "any": 1}, "control": {"n": 1, "any": 0}}))
+        json.dumps({"square": {"n": 1, "any": 1}, "control": {"n": 1, "any": 0},
+                    "square_attacked": 3}))
+    (root / "pat_awp" / "eval_autoattack_eps0.1" / "square_recheck.json").write_text(
+        json.dumps({"square": {"n": 1, "any": 1}, "control": {"n": 1, "any": 0},
+                    "square_attacked": 2}))
     out = tmp_path / "docs" / "long.md"
     long_runs.write_report(str(root), str(out), os.path.join(REPO, "configs"))
     text = out.read_text()
 
     row = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)`:.*$", text, re.M)}
     assert "| fmnist_resnet (78,578) | evaluated | 2 of 3 (50.0%) |" in row["pat_awp"]
-    # 3/4 = 75%: Wilson 95% [30.1, 95.4]; 2/4: [15.0, 85.0]; 3 epochs of 60 s.
-    assert "| 75.00 [30.1, 95.4] | 50.00 [15.0, 85.0] | apgd-ce 75.00 → square 50.00 | 3 min |" \
-        in row["pat_awp"]
+    # 3/4 = 75%: Wilson 95% [30.1, 95.4]; 2/4: [15.0, 85.0]; 3 epochs of 60 s;
+    # AutoAttack 0.5 + 3600 + 1800 s = 1.5 h.
+    assert ("| 75.00 [30.1, 95.4] | 50.00 [15.0, 85.0] | apgd-ce 75.00 → square 50.00 | 3 min "
+            "| 1.5 h |") in row["pat_awp"]
     assert "| 100.00 [51.0, 100.0] | 75.00 [30.1, 95.4] |" in row["pat_long"]
     assert "| training, 2 epochs done | - | - | - |" in row["at_alp_awp"]
     assert "| not started |" in row["mart_awp"]
@@ -85,7 +93,8 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
     assert ("bash experiments/fmnist_long.sh pat_awp_wide at_alp_awp mart_awp trades_awp "
-            "pat_awp_eps0.3") in text
+            "pat_awp_eps0.3` continues these (30 epochs of 1-1 min each so far, then "
+            "AutoAttack: 1.5 h for `pat_awp`, 1.5 h for `pat_long`;") in text
     # No run at eps 0.3 is evaluated: its table lists the run, its goal says so.
     assert "## eps 0.1" in text and "## eps 0.3" in text
     assert text.index("| `pat_awp_eps0.3`:") > text.index("## eps 0.3") > row_start(text,
@@ -95,7 +104,8 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
 
     # Square: 75% after the gradient stages, 50% after it: 1 image of the 3 it
     # attacked; 1/3 has the Wilson 95% interval [6.1, 79.2].
-    assert "| `pat_awp` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | not run |" in text
+    assert ("| `pat_awp` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | stale: made from 1 "
+            "image of 2 Square had attacked (not 1 of 3); rerun it |") in text
     assert "| `pat_long` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | 1 of 1 / 0 of 1 |" \
         in text
 
@@ -154,6 +164,13 @@ def test_the_reproduction_s_images_are_found_and_compared_paired(tmp_path):
     assert long_runs.baseline_comparison(runs, dict(baseline, test_size=10000)) == []
     with pytest.raises(ValueError, match="3 subset indices for 2"):
         long_runs.baseline_comparison(runs, dict(baseline, indices=[2, 0, 1]))
+    # The baseline's clean results on the whole test set check the indices:
+    # its images 2 and 0 are correct there; indices [3, 0] pick a wrong one.
+    clean_all = {"correct": [1, 0, 1, 0]}
+    assert long_runs.baseline_comparison(runs, dict(baseline, clean_all=clean_all))
+    with pytest.raises(ValueError, match="pick 1 clean results that differ"):
+        long_runs.baseline_comparison(runs, dict(baseline, clean_all=clean_all,
+                                                 indices=[3, 0]))
 
 
 def row_start(text, name):
