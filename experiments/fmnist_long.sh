@@ -43,11 +43,11 @@ for name in "${NAMES[@]}"; do
     "$PYTHON" train.py --flagfile="configs/fmnist_$name.flags" --model_dir="$ROOT/$name" \
       ${TRAIN_ARGS[@]+"${TRAIN_ARGS[@]}"} >> "$ROOT/$name.log" 2>&1
   fi
-  # The eps of the name (atalp_keras/reproduction/long_runs.py: run_eps).
+  # The eps of the name, by the rule of atalp_keras/reproduction/long_runs.py
+  # (run_eps), and its folder named as Python's {eps:g} names it (0.30 -> 0.3).
   eps=0.1
-  # printf %g writes it as Python's {eps:g} does (0.30 -> 0.3): the same folder.
-  if [[ "$name" =~ _eps([0-9.]+)$ ]]; then eps=$(LC_ALL=C printf '%g' "${BASH_REMATCH[1]}"); fi
-  out="$ROOT/$name/eval_autoattack_eps$eps"
+  if [[ "$name" =~ _eps([0-9]*\.?[0-9]+)$ ]]; then eps="${BASH_REMATCH[1]}"; fi
+  out="$ROOT/$name/eval_autoattack_eps$(LC_ALL=C printf '%g' "$eps")"
   if [ -f "$out/results.json" ]; then
     echo "$name: AutoAttack evaluated, skipped"
   else

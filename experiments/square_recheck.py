@@ -14,7 +14,8 @@ steps each; as a control, as many images that every stage left correct
 as in evaluate.py; --num_examples and --eval_seed must be the AutoAttack run's
 (--seed only draws the control and the attacks' starts). Writes the
 counts to --out (JSON) and prints them; with --keep_current, an --out made
-from the same Square images is kept instead (experiments/fmnist_long.sh).
+from the same Square images with the same settings is kept instead
+(experiments/fmnist_long.sh).
 See atalp_keras/evaluation/square_recheck.py.
 """
 
@@ -52,7 +53,7 @@ flags.DEFINE_integer("seed", 0, "Seed of the control's choice and the attacks' s
                      lower_bound=0)
 flags.DEFINE_bool("keep_current", False,
                   "Keep an --out file made from the images Square broke in this --state "
-                  "(and exit); redo one made from other images.")
+                  "with these settings (and exit); redo one made otherwise.")
 
 
 def main(argv):
@@ -66,9 +67,6 @@ def main(argv):
         if not getattr(FLAGS, name):
             raise UsageError(f"--{name} is required. Received: --{name}={getattr(FLAGS, name)}")
     state = square_recheck.read_state(FLAGS.state)
-    if FLAGS.keep_current and square_recheck.made_from(FLAGS.out, state):
-        print(f"{FLAGS.out} was made from the images Square broke in {FLAGS.state}; kept")
-        return
     inputs = prepare_evaluation(EvaluateSettings(
         model=FLAGS.model, dataset=FLAGS.dataset, attacks="none",
         eps=None if FLAGS.eps is None else (FLAGS.eps,), num_examples=FLAGS.num_examples,
@@ -77,6 +75,12 @@ def main(argv):
     (eps,) = inputs.eps_values
     attacks = square_recheck.stronger_attacks(eps, FLAGS.num_steps, FLAGS.restarts,
                                               FLAGS.n_target_classes, FLAGS.seed)
+    labels = [label for label, _ in attacks]
+    if FLAGS.keep_current and square_recheck.made_from(FLAGS.out, state, eps, labels,
+                                                       FLAGS.seed):
+        print(f"{FLAGS.out} was made from the images Square broke in {FLAGS.state}, with "
+              "these settings; kept")
+        return
     result = square_recheck.recheck(
         inputs.model, inputs.x, inputs.y, state, eps, attacks,
         control=None if FLAGS.control < 0 else FLAGS.control, batch_size=FLAGS.batch_size,
@@ -84,7 +88,7 @@ def main(argv):
     command = " ".join(["python", PROGRAM] + [shlex.quote(a) for a in sys.argv[1:]])
     artifacts.write_json(FLAGS.out, {
         "command": command, "model": FLAGS.model, "state": FLAGS.state, "eps": eps,
-        "num_examples": len(inputs.y), "attacks": [label for label, _ in attacks],
+        "num_examples": len(inputs.y), "attacks": labels, "seed": FLAGS.seed,
         "square_attacked": int(state["square_done"].sum()), **result})
     for group in ("square", "control"):
         print(f"{group}: {result[group]['any']} of {result[group]['n']} broken by a stronger "

@@ -73,18 +73,28 @@ def test_a_finished_run_s_square_images_and_a_control_that_held(undefended_model
         == found["control"]["any"] <= 3
     assert lines[0] == "square: pgd broke 3 of 3"
     # experiments/square_recheck.py --keep_current keeps a file made from
-    # these Square images, and only such a file.
+    # these Square images with these settings, and only such a file.
     out = tmp_path / "recheck.json"
-    assert not square_recheck.made_from(out, state)
-    artifacts.write_json(out, {"square_attacked": int(state["square_done"].sum()), **found})
-    assert square_recheck.made_from(out, state)
-    _relabelled(path, broken[3:4])  # evaluated again: Square broke one more image
-    assert not square_recheck.made_from(out, square_recheck.read_state(path))
+    current = dict(eps=EPS, attacks=["pgd"], seed=0)
+    assert not square_recheck.made_from(out, state, **current)
+    artifacts.write_json(out, {"square_attacked": int(state["square_done"].sum()), "eps": EPS,
+                               "attacks": ["pgd"], "seed": 0, **found})
+    assert square_recheck.made_from(out, state, **current)
+    for other in (dict(eps=2 * EPS), dict(attacks=["pgd x50"]), dict(seed=1)):
+        assert not square_recheck.made_from(out, state, **dict(current, **other)), other
+    # Evaluated again: Square broke one more image, or as many other ones.
+    assert len(broken) >= 4
+    _relabelled(path, broken[3:4])
+    assert not square_recheck.made_from(out, square_recheck.read_state(path), **current)
+    swapped = dict(state, broken_by=state["broken_by"].copy())
+    swapped["broken_by"][broken[:1]] = "apgd-ce"
+    swapped["broken_by"][broken[3:4]] = "square"
+    assert not square_recheck.made_from(out, swapped, **current)
     unfinished = dict(state, square_done=state["square_done"] & (np.arange(len(y)) < 20))
     assert unfinished["square_done"].sum() < state["square_done"].sum()
-    assert not square_recheck.made_from(out, unfinished)  # made while Square was going on
+    assert not square_recheck.made_from(out, unfinished, **current)  # Square still going
     out.write_text("{")
-    assert not square_recheck.made_from(out, state)
+    assert not square_recheck.made_from(out, state, **current)
     # The stronger attacks the script uses by default, at tiny budgets.
     labels = [label for label, _ in square_recheck.stronger_attacks(EPS, 7, 2, 3)]
     assert labels == ["apgd-ce 2x7", "apgd-dlr 2x7", "apgd-t 3 targets x7"]

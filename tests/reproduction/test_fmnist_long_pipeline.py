@@ -27,7 +27,7 @@ requires_fashion_mnist = pytest.mark.skipif(
     reason="Fashion-MNIST not installed (apt-get install -y dataset-fashion-mnist)")
 
 
-def _script(tmp_path):
+def _script(tmp_path, **overrides):
     env = dict(os.environ, PYTHON=sys.executable, KERAS_BACKEND="tensorflow",
                TF_CPP_MIN_LOG_LEVEL="2",
                FMNIST_LONG_ROOT=str(tmp_path / "runs"),
@@ -39,6 +39,7 @@ def _script(tmp_path):
                FMNIST_LONG_EVAL_ARGS="--num_examples=16 --num_steps=2 --queries=10",
                FMNIST_LONG_RECHECK_ARGS=("--num_examples=16 --num_steps=2 --restarts=1 --seed=1 "
                                          "--n_target_classes=2"))
+    env.update(overrides)
     return subprocess.run(["bash", os.path.join(REPO, "experiments", "fmnist_long.sh"),
                            "pat_awp"], env=env, capture_output=True, text=True,
                           timeout=900)
@@ -90,4 +91,12 @@ def test_the_long_run_script_trains_evaluates_reports_and_resumes(tmp_path):
     log = (run / "eval_autoattack_eps0.1.log").read_text()
     assert log.count("square_recheck.json was made from the images Square broke") == 1
     assert "recheck failed" not in again.stdout
+
+    # A recheck that fails (here: a flag out of range) is said, and the queue
+    # and its report go on.
+    (tmp_path / "report.md").unlink()
+    failing = _script(tmp_path, FMNIST_LONG_RECHECK_ARGS="--num_steps=0")
+    assert failing.returncode == 0, failing.stderr
+    assert "pat_awp: the recheck failed (see " in failing.stdout
+    assert (tmp_path / "report.md").is_file()
 
