@@ -51,7 +51,8 @@ def _baseline(long_runs):
     """--baseline's clean and AutoAttack records and the indices of its
     images (`long_runs.baseline_comparison`), or None without the file. The
     indices of its 1,000 images in the full test set are found once, from the
-    data (the reproduction's seeded subset), and kept in the runs folder."""
+    data (the reproduction's seeded subset), and kept in the runs folder; a
+    kept file found for another baseline is refused (UsageError)."""
     import json
 
     if not FLAGS.baseline or not os.path.isfile(FLAGS.baseline):
@@ -72,7 +73,7 @@ def _baseline(long_runs):
             "test_size": len(y_all), "indices": long_runs.match_indices(x, y, x_all, y_all)})
     with open(subset_path) as f:
         subset = json.load(f)
-    if subset.get("source") != FLAGS.baseline:
+    if os.path.realpath(subset.get("source") or "") != os.path.realpath(FLAGS.baseline):
         raise UsageError(f"{subset_path} holds the images of {subset.get('source')!r}, not of "
                          f"--baseline={FLAGS.baseline}: delete it to find them again")
     return {"clean": evaluation["parts"]["clean"]["value"],

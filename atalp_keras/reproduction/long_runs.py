@@ -27,6 +27,7 @@ report and one figure, so every cell recomputes from committed files:
 
 import csv
 import json
+import math
 import os
 import re
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from matplotlib.figure import Figure
 
-from atalp_keras.evaluation import stats
+from atalp_keras.evaluation import square_recheck, stats
 from atalp_keras.evaluation.run import attack_seconds
 
 # The runs of experiments/fmnist_long.sh, in its order; each is
@@ -100,7 +101,10 @@ def read_history(run_dir):
     if not os.path.isfile(path):
         return []
     with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+        # A value that is not a finite number (a diverged epoch's nan) is left
+        # out, so no maximum or curve reads it.
+        return [{k: float(v) for k, v in row.items()
+                 if v not in ("", None) and math.isfinite(float(v))}
                 for row in csv.DictReader(f)]
 
 
@@ -110,7 +114,8 @@ def read_run(root, name):
 
     Returns:
         A dict with ``name``, ``eps``, ``state`` (``"not started"``, ``"training"``,
-        ``"trained"``, ``"evaluated"``), ``history``, and when known
+        ``"trained"``, ``"AutoAttack under way"``, ``"evaluated"``), ``history``, and
+        when known
         ``selection`` (metrics.json's), ``train_seconds``, ``clean`` and
         ``autoattack`` (the evaluation's records).
     """
@@ -131,6 +136,8 @@ def read_run(root, name):
     run["config"] = metrics.get("config", {})
     run["model"] = metrics.get("model", {})
     results = os.path.join(eval_dir(run_dir, eps), "results.json")
+    if os.path.isfile(os.path.join(eval_dir(run_dir, eps), "autoattack.npz")):
+        run["state"] = "AutoAttack under way"  # its resume file, until results.json
     if os.path.isfile(results):
         records = _read_json(results)
         for record in records:
@@ -254,7 +261,11 @@ def baseline_comparison(runs, baseline):
             raise ValueError(f"{len(indices)} subset indices for {len(values)} per-image "
                              f"results ({key})")
     if baseline.get("clean_all") is not None:
-        differ = int(np.sum(_per_image(baseline["clean_all"])[indices] != theirs["clean"]))
+        clean_all = _per_image(baseline["clean_all"])
+        if len(clean_all) != baseline["test_size"]:
+            raise ValueError(f"The baseline's clean results cover {len(clean_all)} images; "
+                             f"the test set has {baseline['test_size']}")
+        differ = int(np.sum(clean_all[indices] != theirs["clean"]))
         if differ:
             raise ValueError(f"The subset indices pick {differ} clean results that differ "
                              "from the baseline's own on its images: they belong to another "
@@ -278,19 +289,29 @@ RECHECK_FILE = "square_recheck.json"
 
 def _recheck_cell(run, square):
     """experiments/square_recheck.py's counts for a run, if it ran on the
-    images ``square`` (`square_findings`) counts, else what it ran on."""
+    images ``square`` (`square_findings`) counts, else what it ran on; its
+    attacks named when they are not the script's defaults."""
     path = os.path.join(eval_dir(run["dir"], run["eps"]), RECHECK_FILE)
     if not os.path.isfile(path):
         return "not run"
     found = _read_json(path)
-    made_from = (found["square"]["n"], found.get("square_attacked", square["attacked"]))
-    if made_from != (square["broken"], square["attacked"]):
+    images = np.asarray(found["square"].get("images", []), dtype=np.int64)
+    clean, robust = (stats.parse_correct(run[key]) for key in ("clean", "autoattack"))
+    inside = images.size and images.max() < clean.size
+    if (found.get("square_attacked") != square["attacked"]
+            or found["square"]["n"] != square["broken"] or images.size != square["broken"]
+            or (images.size and not (inside and clean[images].all()
+                                     and not robust[images].any()))):
         # Run while Square was going on, or before the model was evaluated again.
-        return (f"stale: made from {made_from[0]} image{'s' * (made_from[0] != 1)} of "
-                f"{made_from[1]} Square had attacked (not {square['broken']} of "
-                f"{square['attacked']}); rerun it")
-    return " / ".join(f"{found[group]['any']} of {found[group]['n']}"
+        return (f"stale (made when Square had broken {found['square']['n']} of the "
+                f"{found.get('square_attacked', '?')} images it had attacked, now "
+                f"{square['broken']} of {square['attacked']}): rerun it")
+    cell = " / ".join(f"{found[group]['any']} of {found[group]['n']}"
                       for group in ("square", "control"))
+    defaults = [label for label, _ in square_recheck.stronger_attacks(run["eps"])]
+    if found.get("attacks") != defaults:
+        cell += f" (attacks: {', '.join(found.get('attacks') or ['?'])})"
+    return cell
 
 
 def best_run(runs, eps=DEFAULT_EPS):
@@ -321,7 +342,8 @@ def validation_figure(runs):
     fig = Figure(figsize=(10, 4), dpi=100)
     ax_clean, ax_adv = fig.subplots(1, 2)
     for run in runs:
-        history = [row for row in run["history"] if "val_accuracy" in row]
+        history = [row for row in run["history"]
+                   if "val_accuracy" in row or "val_adv_accuracy" in row]
         if not history:
             continue
         epochs = [int(row["epoch"]) for row in history]
@@ -366,7 +388,8 @@ def _times(runs):
               if "seconds" in row]
     parts = []
     if epochs:
-        parts.append(f"30 epochs of {min(epochs):.0f}-{max(epochs):.0f} min each so far")
+        low, high = f"{min(epochs):.0f}", f"{max(epochs):.0f}"
+        parts.append(f"epochs of {low if low == high else f'{low}-{high}'} min each so far")
     evaluated = [f"{_hours(_attack_seconds(run))} for `{run['name']}`" for run in runs
                  if run["state"] == "evaluated"]
     if evaluated:
@@ -440,11 +463,12 @@ def _needed(best, runs, test_clean, test_robust, goal):
                                  for run in runs for row in run["history"] if key in row),
                                 default=(float("nan"), "-", 0))
         tops.append(f"{100 * value:.1f}% {what} (`{run}`, epoch {epoch})")
-    return (f" At its gaps between validation at the kept epoch and test ({gap_clean:+.2f} "
-            f"points clean, {gap_robust:+.2f} from validation PGD-10 to test AutoAttack), "
-            f"the goal needs a kept epoch reading {goal_clean + gap_clean:.1f}% clean and "
-            f"{goal_robust + gap_robust:.1f}% PGD-10 on validation; the most any run at this "
-            f"eps has read so far: {tops[0]} and {tops[1]}.")
+    return (f" If `{best['name']}`'s gaps between validation at its kept epoch and test "
+            f"({gap_clean:+.2f} points clean, {gap_robust:+.2f} from validation PGD-10 to test "
+            f"AutoAttack) held for another run, the goal would take a kept epoch at about "
+            f"{goal_clean + gap_clean:.1f}% clean and {goal_robust + gap_robust:.1f}% PGD-10 on "
+            f"validation; the highest read so far, by any run at this eps and epoch: "
+            f"{tops[0]} and {tops[1]}.")
 
 
 def _curves(run, test_clean):
@@ -574,7 +598,7 @@ def report(runs, figure_name=None, descriptions=None,
         lines.append(f"`{CONTINUE} {' '.join(r['name'] for r in todo)}` continues these "
                      f"({_times(runs)}; on 2 CPU cores shared with other work, so the "
                      "times above vary with the load: training is the sum of the epochs' "
-                     "seconds, AutoAttack the sum of its stages'):")
+                     "seconds, AutoAttack the sum of its stages' over every resumed call):")
         lines.append("")
         lines += [f"- `{r['name']}`: {r['state']}" for r in todo]
     return "\n".join(lines) + "\n"

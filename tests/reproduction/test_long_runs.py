@@ -15,6 +15,8 @@ from atalp_keras.reproduction import long_runs
 from figure_checks import lines, saved_figures  # noqa: F401
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# experiments/square_recheck.py's default attacks, as it labels them.
+DEFAULT_RECHECK = ["apgd-ce 5x500", "apgd-dlr 5x500", "apgd-t 9 targets x500"]
 
 
 def _write_run(root, name, history, kept=None, clean=None, robust=None, eps=0.1):
@@ -55,18 +57,19 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     # pat_awp: clean 3/4, robust 2/4 (images 0, 1); pat_long: robust images
     # 1, 2, 3 (3/4). McNemar: pat_awp alone keeps image 0, pat_long alone
     # keeps 2 and 3: b=1, c=2, p = 2 * P(Bin(3, 1/2) <= 1) = 2 * 4/8 = 1.
-    _write_run(root, "pat_awp", [(0.5, 0.25), (0.75, 0.5), (0.7, 0.4)], kept=2,
+    # Its first epoch's clean validation accuracy is nan: no maximum reads it.
+    _write_run(root, "pat_awp", [(float("nan"), 0.25), (0.75, 0.5), (0.7, 0.4)], kept=2,
                clean="1110", robust="1100")
     _write_run(root, "pat_long", [(0.6, 0.3)], kept=1, clean="1111", robust="0111")
     _write_run(root, "at_alp_awp", [(0.4, 0.2), (0.5, 0.3)])  # still training
     # experiments/square_recheck.py ran on pat_long (the counts it writes),
     # and on pat_awp while its Square had attacked 2 of the 3 images.
-    (root / "pat_long" / "eval_autoattack_eps0.1" / "square_recheck.json").write_text(
-        json.dumps({"square": {"n": 1, "any": 1}, "control": {"n": 1, "any": 0},
-                    "square_attacked": 3}))
+    recheck = {"square": {"n": 1, "any": 1, "images": [0]}, "control": {"n": 1, "any": 0},
+               "square_attacked": 3, "attacks": DEFAULT_RECHECK}
+    recheck_path = root / "pat_long" / "eval_autoattack_eps0.1" / "square_recheck.json"
+    recheck_path.write_text(json.dumps(recheck))
     (root / "pat_awp" / "eval_autoattack_eps0.1" / "square_recheck.json").write_text(
-        json.dumps({"square": {"n": 1, "any": 1}, "control": {"n": 1, "any": 0},
-                    "square_attacked": 2}))
+        json.dumps(dict(recheck, square_attacked=2)))
     out = tmp_path / "docs" / "long.md"
     long_runs.write_report(str(root), str(out), os.path.join(REPO, "configs"))
     text = out.read_text()
@@ -88,16 +91,16 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
             "(5.00 points short of 80.0%). Its validation clean accuracy peaked at 60.0% "
             "(epoch 1 of 1), its validation PGD-10 accuracy at 30.0% (epoch 1); at the kept "
             "epoch 1 the held-out training images scored 60.0% clean, the test images "
-            "100.00%. At its gaps between validation at the kept epoch and test (-40.00 "
-            "points clean, -45.00 from validation PGD-10 to test AutoAttack), the goal needs "
-            "a kept epoch reading 48.5% clean and 35.0% PGD-10 on validation; the most any "
-            "run at this eps has read so far: 75.0% clean (`pat_awp`, epoch 2) and 50.0% "
-            "PGD-10 (`pat_awp`, epoch 2).") in text
+            "100.00%. If `pat_long`'s gaps between validation at its kept epoch and test "
+            "(-40.00 points clean, -45.00 from validation PGD-10 to test AutoAttack) held for "
+            "another run, the goal would take a kept epoch at about 48.5% clean and 35.0% "
+            "PGD-10 on validation; the highest read so far, by any run at this eps and epoch: "
+            "75.0% clean (`pat_awp`, epoch 2) and 50.0% PGD-10 (`pat_awp`, epoch 2).") in text
     assert "| `pat_awp` | `pat_long` | does AWP add robustness to PGD-AT? | 1 | 2 | -25.00 | 1 |" \
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
     assert ("bash experiments/fmnist_long.sh pat_awp_wide at_alp_awp mart_awp trades_awp "
-            "pat_awp_eps0.3` continues these (30 epochs of 1-1 min each so far, then "
+            "pat_awp_eps0.3` continues these (epochs of 1 min each so far, then "
             "AutoAttack: 1.5 h for `pat_awp`, 1.5 h for `pat_long`;") in text
     # No run at eps 0.3 is evaluated: its table lists the run, its goal says so.
     assert "## eps 0.1" in text and "## eps 0.3" in text
@@ -108,10 +111,19 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
 
     # Square: 75% after the gradient stages, 50% after it: 1 image of the 3 it
     # attacked; 1/3 has the Wilson 95% interval [6.1, 79.2].
-    assert ("| `pat_awp` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | stale: made from 1 "
-            "image of 2 Square had attacked (not 1 of 3); rerun it |") in text
+    assert ("| `pat_awp` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | stale (made when "
+            "Square had broken 1 of the 2 images it had attacked, now 1 of 3): rerun it |") \
+        in text
     assert "| `pat_long` | 0.1 | 75.00 | 50.00 | 1 | 33.33% [6.1, 79.2] | 1 of 1 / 0 of 1 |" \
         in text
+    # As many images, but another one (image 1 held under AutoAttack): stale too.
+    runs = [long_runs.read_run(str(root), "pat_long")]
+    recheck_path.write_text(json.dumps(dict(recheck, square=dict(recheck["square"],
+                                                                 images=[1]))))
+    assert "| 1 | 33.33% [6.1, 79.2] | stale (made when" in long_runs.report(runs)
+    # Other budgets than the script's defaults are named in the cell.
+    recheck_path.write_text(json.dumps(dict(recheck, attacks=["apgd-ce 1x50"])))
+    assert "| 1 of 1 / 0 of 1 (attacks: apgd-ce 1x50) |" in long_runs.report(runs)
 
     # The figure shows history.csv's validation curves and marks the kept epoch.
     figure = saved_figures["validation.png"]
@@ -175,6 +187,8 @@ def test_the_reproduction_s_images_are_found_and_compared_paired(tmp_path):
     with pytest.raises(ValueError, match="pick 1 clean results that differ"):
         long_runs.baseline_comparison(runs, dict(baseline, clean_all=clean_all,
                                                  indices=[3, 0]))
+    with pytest.raises(ValueError, match="cover 3 images; the test set has 4"):
+        long_runs.baseline_comparison(runs, dict(baseline, clean_all={"correct": [1, 0, 1]}))
 
 
 def row_start(text, name):
@@ -209,6 +223,17 @@ def test_an_eps_0_3_run_is_read_at_0_3_and_judged_by_its_own_goal(tmp_path):
     assert "| AutoAttack eps 0.3 |" in text
 
 
+def test_a_run_whose_autoattack_has_a_resume_file_is_under_way(tmp_path):
+    root = tmp_path / "runs"
+    _write_run(root, "pat_awp", [(0.5, 0.25)], kept=1)
+    assert long_runs.read_run(str(root), "pat_awp")["state"] == "trained"
+    (root / "pat_awp" / "eval_autoattack_eps0.1").mkdir()
+    (root / "pat_awp" / "eval_autoattack_eps0.1" / "autoattack.npz").write_bytes(b"")
+    run = long_runs.read_run(str(root), "pat_awp")
+    assert run["state"] == "AutoAttack under way"
+    assert "- `pat_awp`: AutoAttack under way" in long_runs.report([run])
+
+
 def test_per_image_results_must_match_n(tmp_path):
     root = tmp_path / "runs"
     _write_run(root, "pat_awp", [(0.5, 0.25)], kept=1, clean="11", robust="1")
@@ -237,3 +262,31 @@ def test_the_command_refuses_a_missing_runs_folder(tmp_path):
         capture_output=True, text=True, cwd=REPO, timeout=300)
     assert result.returncode == 2
     assert "No runs folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_kept_subset_file_must_be_the_baseline_s(tmp_path):
+    # A baseline of 2 images (test images 2 and 0 of 4), and the indices kept
+    # for it in the runs folder.
+    baseline = tmp_path / "pat.json"
+    baseline.write_text(json.dumps({"n": 2, "parts": {
+        "clean": {"value": {"correct": [1, 1]}},
+        "clean_all": {"value": {"correct": [1, 0, 1, 0]}},
+        "autoattack@0.1": {"value": {"eps": 0.1, "correct": [1, 0]}}}}))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+
+    def report(source):
+        (runs / long_runs.SUBSET_FILE).write_text(json.dumps(
+            {"source": source, "indices": [2, 0], "test_size": 4}))
+        return subprocess.run(
+            [sys.executable, os.path.join(REPO, "experiments", "fmnist_long_report.py"),
+             f"--runs={runs}", f"--out={tmp_path / 'r.md'}", f"--baseline={baseline}"],
+            capture_output=True, text=True, cwd=REPO, timeout=300,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+    other = report(str(tmp_path / "other.json"))
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert "holds the images of" in other.stderr and "delete it" in other.stderr
+    # The same file under another spelling of its path is the baseline's.
+    same = report(os.path.join(str(tmp_path), ".", "pat.json"))
+    assert same.returncode == 0, same.stderr
