@@ -321,12 +321,23 @@ def best_run(runs, eps=DEFAULT_EPS):
     return max(evaluated, key=lambda r: accuracy(r["autoattack"])[0], default=None)
 
 
+# Plain PGD-AT under the long schedule: issue 22 pairs the best recipe with it.
+PLAIN = "pat_long"
+
+
 def paired_tests(runs):
-    """McNemar's exact test for each pair of `PAIRS` whose runs are both
-    evaluated on the same images: ``[(pair, result or None)]``."""
+    """McNemar's exact test for each pair of `PAIRS`, and the most robust
+    evaluated eps-0.1 recipe against `PLAIN` when no pair of `PAIRS` is that
+    one: ``[(pair, result or None)]`` (None: not both evaluated)."""
     by_name = {r["name"]: r for r in runs}
+    pairs = list(PAIRS)
+    best = best_run(runs)
+    if (best is not None and best["name"] != PLAIN
+            and not any({a, b} == {best["name"], PLAIN} for a, b, _ in PAIRS)):
+        pairs.append((best["name"], PLAIN,
+                      "does the most robust recipe add robustness to plain PGD-AT?"))
     out = []
-    for a, b, question in PAIRS:
+    for a, b, question in pairs:
         ra, rb = by_name.get(a), by_name.get(b)
         result = None
         if ra and rb and ra["state"] == rb["state"] == "evaluated":

@@ -290,3 +290,28 @@ def test_the_kept_subset_file_must_be_the_baseline_s(tmp_path):
     # The same file under another spelling of its path is the baseline's.
     same = report(os.path.join(str(tmp_path), ".", "pat.json"))
     assert same.returncode == 0, same.stderr
+
+
+def test_the_most_robust_recipe_is_paired_with_plain_pgd_at(tmp_path):
+    def runs_with(robust, folder):
+        root = tmp_path / folder
+        for name, correct in robust.items():
+            _write_run(root, name, [(0.6, 0.3)], kept=1, clean="1111", robust=correct)
+        return [long_runs.read_run(str(root), name) for name in long_runs.RUNS]
+
+    runs = runs_with({"pat_long": "0111", "pat_awp": "0011", "mart_awp": "1111"}, "a")
+    tests = {(a, b): (question, result)
+             for (a, b, question), result in long_runs.paired_tests(runs)}
+    # mart_awp (4/4) is the most robust; it alone keeps image 0: 1 discordant image.
+    question, result = tests[("mart_awp", "pat_long")]
+    assert question == "does the most robust recipe add robustness to plain PGD-AT?"
+    assert (result["a_only"], result["b_only"], result["p_value"]) == (1, 0, 1.0)
+    assert len(tests) == len(long_runs.PAIRS) + 1
+    assert "| `mart_awp` | `pat_long` | does the most robust recipe" in long_runs.report(runs)
+    # The most robust is pat_awp (PAIRS has it against pat_long) or pat_long
+    # itself: no pair is added.
+    for best, folder in (("pat_awp", "b"), ("pat_long", "c")):
+        robust = {"pat_long": "0011", "pat_awp": "0011", "mart_awp": "0001"}
+        runs = runs_with(dict(robust, **{best: "0111"}), folder)
+        assert long_runs.best_run(runs)["name"] == best
+        assert len(long_runs.paired_tests(runs)) == len(long_runs.PAIRS)
