@@ -13,6 +13,10 @@
 # (train.py's backup), a killed AutoAttack at its last saved piece of 1,000
 # points (its resume_file).
 #   bash experiments/fmnist_long.sh [name ...]     # default: all, in this order
+# bash reads a script as it runs it, so editing this file under a running
+# queue breaks that queue; started this way, it runs from a copy in memory:
+#   nohup nice -n 5 bash -c "$(cat experiments/fmnist_long.sh)" \
+#     experiments/fmnist_long.sh >> runs/fmnist_long/driver.log 2>&1 &
 # Logs: runs/fmnist_long/<name>.log. Needs: apt-get install -y dataset-fashion-mnist
 # The test of this pipeline (tests/reproduction/test_fmnist_long_pipeline.py)
 # runs it small through these variables; the real runs leave them unset:
