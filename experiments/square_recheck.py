@@ -76,14 +76,15 @@ def main(argv):
     attacks = square_recheck.stronger_attacks(eps, FLAGS.num_steps, FLAGS.restarts,
                                               FLAGS.n_target_classes, FLAGS.seed)
     labels = [label for label, _ in attacks]
+    control = None if FLAGS.control < 0 else FLAGS.control
     if FLAGS.keep_current and square_recheck.made_from(FLAGS.out, state, eps, labels,
-                                                       FLAGS.seed):
+                                                       FLAGS.seed, control):
         print(f"{FLAGS.out} was made from the images Square broke in {FLAGS.state}, with "
               "these settings; kept")
         return
     result = square_recheck.recheck(
         inputs.model, inputs.x, inputs.y, state, eps, attacks,
-        control=None if FLAGS.control < 0 else FLAGS.control, batch_size=FLAGS.batch_size,
+        control=control, batch_size=FLAGS.batch_size,
         seed=FLAGS.seed)
     command = " ".join(["python", PROGRAM] + [shlex.quote(a) for a in sys.argv[1:]])
     artifacts.write_json(FLAGS.out, {

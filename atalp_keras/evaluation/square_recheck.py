@@ -86,24 +86,27 @@ def choose_images(state, control=None, seed=0):
     return broken, chosen
 
 
-def made_from(path, state, eps, attacks, seed=0):
+def made_from(path, state, eps, attacks, seed=0, control=None):
     """Whether the recheck written to ``path`` is this one: made from the
     images Square broke in ``state`` (`read_state`) when Square had attacked
-    as many points as now, at ``eps`` with the same ``attacks`` (labels, which
-    name their budgets) and ``seed``. False for a missing or unreadable file,
-    or one made while Square was still going, before the model was evaluated
-    again, or with other settings."""
+    as many points as now, and the control `choose_images` draws for
+    ``control`` and ``seed``, at ``eps`` with the same ``attacks`` (labels,
+    which name their budgets) and ``seed``. False for a missing or unreadable
+    file, or one made while Square was still going, before the model was
+    evaluated again, or with other settings."""
     try:
         with open(path) as f:
             saved = json.load(f)
-        made = (saved["square"]["images"], saved["square_attacked"], float(saved["eps"]),
-                list(saved["attacks"]), saved.get("seed", 0))
+        made = (saved["square"]["images"], saved["control"]["images"],
+                saved["square_attacked"], float(saved["eps"]), list(saved["attacks"]),
+                saved.get("seed", 0))
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    images, attacked, saved_eps, saved_attacks, saved_seed = made
-    broken = np.flatnonzero(state["broken_by"] == SQUARE)
+    images, control_images, attacked, saved_eps, saved_attacks, saved_seed = made
+    broken, chosen = choose_images(state, control, seed)
     return (attacked == int(state["square_done"].sum())
             and np.array_equal(np.asarray(images, dtype=np.int64), broken)
+            and np.array_equal(np.asarray(control_images, dtype=np.int64), chosen)
             and abs(saved_eps - float(eps)) < 1e-9 and saved_attacks == list(attacks)
             and saved_seed == seed)
 

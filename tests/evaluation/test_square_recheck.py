@@ -80,7 +80,7 @@ def test_a_finished_run_s_square_images_and_a_control_that_held(undefended_model
     artifacts.write_json(out, {"square_attacked": int(state["square_done"].sum()), "eps": EPS,
                                "attacks": ["pgd"], "seed": 0, **found})
     assert square_recheck.made_from(out, state, **current)
-    for other in (dict(eps=2 * EPS), dict(attacks=["pgd x50"]), dict(seed=1)):
+    for other in (dict(eps=2 * EPS), dict(attacks=["pgd x50"]), dict(seed=1), dict(control=2)):
         assert not square_recheck.made_from(out, state, **dict(current, **other)), other
     # Evaluated again: Square broke one more image, or as many other ones.
     assert len(broken) >= 4
