@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from atalp_keras import artifacts
 from atalp_keras.features import check_logits_output, probe_batch
 
 SIGNATURE_NAME = "serving_default"
@@ -371,5 +372,4 @@ def _read_metadata(path):
     metadata_path = os.path.join(path, METADATA_FILE)
     if not os.path.isfile(metadata_path):
         return {}
-    with open(metadata_path) as handle:
-        return json.load(handle)
+    return artifacts.read_json(metadata_path)

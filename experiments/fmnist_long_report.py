@@ -53,15 +53,13 @@ def _baseline(long_runs):
     indices of its 1,000 images in the full test set are found once, from the
     data (the reproduction's seeded subset), and kept in the runs folder; a
     kept file found for another baseline is refused (UsageError)."""
-    import json
+    from atalp_keras import artifacts
 
     if not FLAGS.baseline or not os.path.isfile(FLAGS.baseline):
         return None
-    with open(FLAGS.baseline) as f:
-        evaluation = json.load(f)
+    evaluation = artifacts.read_json(FLAGS.baseline)
     subset_path = os.path.join(FLAGS.runs, long_runs.SUBSET_FILE)
     if not os.path.isfile(subset_path):
-        from atalp_keras import artifacts
         from atalp_keras.evaluation import load_test_arrays
 
         # As experiments/reproduce.py --preset=fmnist drew them (pipeline.load_data).
@@ -71,8 +69,7 @@ def _baseline(long_runs):
         artifacts.write_json(subset_path, {
             "source": FLAGS.baseline, "dataset": "fashion_mnist", "data_seed": 0,
             "test_size": len(y_all), "indices": long_runs.match_indices(x, y, x_all, y_all)})
-    with open(subset_path) as f:
-        subset = json.load(f)
+    subset = artifacts.read_json(subset_path)
     if os.path.realpath(subset.get("source") or "") != os.path.realpath(FLAGS.baseline):
         raise UsageError(f"{subset_path} holds the images of {subset.get('source')!r}, not of "
                          f"--baseline={FLAGS.baseline}: delete it to find them again")

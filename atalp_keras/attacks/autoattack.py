@@ -163,9 +163,6 @@ class AutoAttack(EagerAttack):
             attack.restart_randomness()
         return self._components
 
-    def _inside(self, candidate, x):
-        return inside_ball(candidate, x, self.eps)
-
     def _generate(self, model, x, y, batch_size, jit_compile, example_ids, verbose):
         """Runs the components in sequence on the still-robust points.
 
@@ -216,7 +213,7 @@ class AutoAttack(EagerAttack):
                 candidate, _ = attack._generate(model, x[piece], y[piece], batch_size,
                                                 jit_compile, ids[piece], verbose)
                 pred = predict_classes(model, candidate, batch_size)
-                broken = (pred != y[piece]) & self._inside(candidate, x[piece])
+                broken = (pred != y[piece]) & inside_ball(candidate, x[piece], self.eps)
                 x_adv[piece[broken]] = candidate[broken]
                 robust[piece[broken]] = False
                 for i in piece[broken]:

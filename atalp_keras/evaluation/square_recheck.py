@@ -23,6 +23,7 @@ import json
 
 import numpy as np
 
+from atalp_keras import artifacts
 from atalp_keras.attacks import APGDAttack, APGDTAttack
 from atalp_keras.attacks.autoattack import inside_ball
 from atalp_keras.attacks.batching import predict_classes
@@ -62,17 +63,22 @@ def read_state(path):
     return state
 
 
+def attack_labels(num_steps=500, restarts=5, n_target_classes=9):
+    """The names `stronger_attacks` gives its attacks, budgets included."""
+    return [f"apgd-ce {restarts}x{num_steps}", f"apgd-dlr {restarts}x{num_steps}",
+            f"apgd-t {n_target_classes} targets x{num_steps}"]
+
+
 def stronger_attacks(eps, num_steps=500, restarts=5, n_target_classes=9, seed=0):
     """Gradient attacks with far more than AutoAttack's budget (one restart
-    of 100 steps per attack): ``[(label, attack)]``."""
-    return [
-        (f"apgd-ce {restarts}x{num_steps}",
-         APGDAttack(eps, num_steps=num_steps, restarts=restarts, loss="ce", seed=seed)),
-        (f"apgd-dlr {restarts}x{num_steps}",
-         APGDAttack(eps, num_steps=num_steps, restarts=restarts, loss="dlr", seed=seed)),
-        (f"apgd-t {n_target_classes} targets x{num_steps}",
-         APGDTAttack(eps, num_steps=num_steps, n_target_classes=n_target_classes, seed=seed)),
+    of 100 steps per attack): ``[(label, attack)]``, labelled by
+    `attack_labels` (same defaults)."""
+    attacks = [
+        APGDAttack(eps, num_steps=num_steps, restarts=restarts, loss="ce", seed=seed),
+        APGDAttack(eps, num_steps=num_steps, restarts=restarts, loss="dlr", seed=seed),
+        APGDTAttack(eps, num_steps=num_steps, n_target_classes=n_target_classes, seed=seed),
     ]
+    return list(zip(attack_labels(num_steps, restarts, n_target_classes), attacks))
 
 
 def choose_images(state, control=None, seed=0):
@@ -95,8 +101,7 @@ def made_from(path, state, eps, attacks, seed=0, control=None):
     file, or one made while Square was still going, before the model was
     evaluated again, or with other settings."""
     try:
-        with open(path) as f:
-            saved = json.load(f)
+        saved = artifacts.read_json(path)
         made = (saved["square"]["images"], saved["control"]["images"],
                 saved["square_attacked"], float(saved["eps"]), list(saved["attacks"]),
                 saved.get("seed", 0))

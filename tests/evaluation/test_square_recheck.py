@@ -96,8 +96,15 @@ def test_a_finished_run_s_square_images_and_a_control_that_held(undefended_model
     out.write_text("{")
     assert not square_recheck.made_from(out, state, **current)
     # The stronger attacks the script uses by default, at tiny budgets.
-    labels = [label for label, _ in square_recheck.stronger_attacks(EPS, 7, 2, 3)]
+    attacks = square_recheck.stronger_attacks(EPS, 7, 2, 3)
+    labels = [label for label, _ in attacks]
     assert labels == ["apgd-ce 2x7", "apgd-dlr 2x7", "apgd-t 3 targets x7"]
+    assert labels == square_recheck.attack_labels(7, 2, 3)
+    assert [(a.num_steps, a.restarts) for _, a in attacks] == [(7, 2), (7, 2), (7, 1)]
+    assert attacks[2][1].n_target_classes == 3
+    # The report names a recheck's attacks when they are not these defaults.
+    assert square_recheck.attack_labels() == [
+        label for label, _ in square_recheck.stronger_attacks(EPS)]
 
 
 def test_a_run_stopped_inside_square_counts_the_pieces_it_finished(undefended_model, points,

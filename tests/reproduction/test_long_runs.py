@@ -99,7 +99,7 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     assert "| `pat_awp` | `pat_long` | does AWP add robustness to PGD-AT? | 1 | 2 | -25.00 | 1 |" \
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
-    assert ("bash experiments/fmnist_long.sh pat_awp_wide at_alp_awp mart_awp trades_awp "
+    assert ("bash experiments/fmnist_long.sh pat_awp_wide trades_awp mart_awp at_alp_awp "
             "pat_awp_eps0.3` continues these (epochs of 1 min each so far, then "
             "AutoAttack: 1.5 h for `pat_awp`, 1.5 h for `pat_long`;") in text
     # No run at eps 0.3 is evaluated: its table lists the run, its goal says so.
