@@ -34,7 +34,8 @@ read -r -a EVAL_ARGS <<< "${FMNIST_LONG_EVAL_ARGS:-}"
 read -r -a RECHECK_ARGS <<< "${FMNIST_LONG_RECHECK_ARGS:-}"
 NAMES=("$@")
 if [ ${#NAMES[@]} -eq 0 ]; then
-  NAMES=(pat_awp pat_awp_wide trades_awp mart_awp pat_long at_alp_awp pat_awp_eps0.3)
+  NAMES=(pat_awp pat_awp_wide trades_awp mart_awp at_alp_awp pat_long pat_awp_eps0.3
+    at_alp_awp_eps0.3)
 fi
 mkdir -p "$ROOT"
 for name in "${NAMES[@]}"; do

@@ -100,8 +100,8 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
     assert ("bash experiments/fmnist_long.sh pat_awp_wide trades_awp mart_awp at_alp_awp "
-            "pat_awp_eps0.3` continues these (epochs of 1 min each so far, then "
-            "AutoAttack: 1.5 h for `pat_awp`, 1.5 h for `pat_long`;") in text
+            "pat_awp_eps0.3 at_alp_awp_eps0.3` continues these (epochs of 1 min each so far, "
+            "then AutoAttack: 1.5 h for `pat_awp`, 1.5 h for `pat_long`;") in text
     # No run at eps 0.3 is evaluated: its table lists the run, its goal says so.
     assert "## eps 0.1" in text and "## eps 0.3" in text
     assert text.index("| `pat_awp_eps0.3`:") > text.index("## eps 0.3") > row_start(text,
