@@ -17,6 +17,10 @@ STEP_SIZE_FRACTION = 0.25
 FAST_STEP_FACTOR = 1.25
 # Steps of the PGD attack that measures adversarial accuracy during training.
 EVAL_PGD_STEPS = 10
+# How a method that scores both the clean batch and its adversarial twin runs
+# them in training (ATALPModel.compile(pair_pass=...)): one forward pass of
+# both (METHOD.md), or one pass each (the TRADES and MART reference code).
+PAIR_PASSES = ("joint", "separate")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +50,10 @@ METHODS = {
         Method("trades", 1.0, 0.0, trades_beta=6.0, attack="trades",
                num_steps=10),
         Method("fast", 0.0, 1.0, attack="fgsm_rs"),  # num_steps unused
-        # MART (Wang et al., ICLR 2020; beta 6 as in YisenWang/MART): trains on
-        # its own adversarial loss, so both CE weights are 0.
-        Method("mart", 0.0, 0.0, mart_beta=6.0),
+        # MART (Wang et al., ICLR 2020; beta 6 and a 10-step attack as in
+        # YisenWang/MART): trains on its own adversarial loss, so both CE
+        # weights are 0.
+        Method("mart", 0.0, 0.0, mart_beta=6.0, num_steps=10),
     ]
 }
 
@@ -79,7 +84,7 @@ def default_attack(method, eps=8 / 255, step_size=None, num_steps=None, seed=Non
         method: A preset name or `Method`.
         eps: L-inf radius on the [0, 1] pixel scale.
         step_size: Step of each iteration; None = ``eps / 4``.
-        num_steps: Iterations; None = the preset's (7; ``trades`` 10).
+        num_steps: Iterations; None = the preset's (7; ``trades``, ``mart`` 10).
             ``fast`` always takes one step of ``1.25 * eps`` from a random
             start (Wong et al.).
         seed: Seed of the random start.

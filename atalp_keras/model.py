@@ -104,7 +104,8 @@ class ATALPModel(keras.Model):
     def compile(self, optimizer="adam", method="at_alp", attack="auto", eval_attack="auto",
                 natural_weight=None, adv_weight=None, alp_weight=None, at_weight=None,
                 trades_beta=None, mart_beta=None, attention_p=2, clean_metrics=True,
-                awp_gamma=0.0, awp_warmup_epochs=0, jit_compile=False, **kwargs):
+                awp_gamma=0.0, awp_warmup_epochs=0, pair_pass="joint", jit_compile=False,
+                **kwargs):
         """Configures the method.
 
         Args:
@@ -113,7 +114,7 @@ class ATALPModel(keras.Model):
                 ``at_alp``, ``trades``, ``fast`` (METHOD.md table) or ``mart``
                 (Wang et al. 2020).
             attack: The training attack (an ``Attack``); ``"auto"`` uses the
-                preset's default at eps 8/255, step 2/255, 7 steps (TRADES: 10).
+                preset's default at eps 8/255, step 2/255, 7 steps (TRADES, MART: 10).
             eval_attack: Attack run by ``evaluate``/validation to report
                 ``adv_accuracy``; ``"auto"`` = PGD-10 at the training attack's
                 eps with step 2.5 * eps / 10 (none for ``standard``); None turns
@@ -134,6 +135,15 @@ class ATALPModel(keras.Model):
                 Costs one more training pass per step.
             awp_warmup_epochs: Epochs of ``fit`` trained without the
                 perturbation first.
+            pair_pass: How a method that scores both the clean batch and its
+                adversarial twin (every preset but ``pat``, ``fast`` and
+                ``standard``) runs them through the network in training:
+                ``"joint"`` (default), one forward pass of both (METHOD.md),
+                so BatchNorm normalises them with shared batch statistics;
+                ``"separate"``, two passes, clean then adversarial, each
+                normalised with its own, as the TRADES and MART reference
+                code does (BatchNorm's moving statistics then update twice
+                per step).
             jit_compile: XLA-compile the train/test step (TensorFlow: off by
                 default, it slowed small models on CPU; measure on your
                 hardware). Under JAX the steps are always ``jax.jit``-compiled
@@ -162,6 +172,9 @@ class ATALPModel(keras.Model):
                 f"AWP perturbs the weights against the adversarial loss, but method "
                 f"{preset.name!r} trains without an attack. Received: awp_gamma={awp_gamma:g}, "
                 f"method={preset.name!r}")
+        if pair_pass not in methods.PAIR_PASSES:
+            raise UsageError(f"`pair_pass` must be one of {', '.join(map(repr, methods.PAIR_PASSES))}. "
+                             f"Received: pair_pass={pair_pass!r}")
         if weights["at_weight"] > 0 and not self.stage_layers:
             raise UsageError(self._stage_error or (
                 f"Method {preset.name!r} pairs attention maps of stage outputs "
@@ -179,6 +192,14 @@ class ATALPModel(keras.Model):
         self._paired = attack is not None and any(
             weights[k] > 0 for k in ("natural_weight", "alp_weight", "at_weight", "trades_beta",
                                      "mart_beta"))
+        if pair_pass != "joint" and not self._paired:
+            raise UsageError(
+                f"pair_pass={pair_pass!r} splits the training pass of the clean batch and "
+                f"its adversarial twin, but method {preset.name!r} with these weights trains "
+                "on one of them alone. Received: "
+                + ", ".join(f"{k}={v:g}" for k, v in weights.items() if v) + ", attack="
+                + ("None" if attack is None else type(attack).__name__))
+        self.pair_pass = pair_pass
         self.awp_gamma = awp_gamma
         self.awp_warmup_epochs = awp_warmup_epochs
         # Read when the train step is traced (awp.AWPWarmup flips it).
@@ -191,6 +212,7 @@ class ATALPModel(keras.Model):
             "clean_metrics": self.clean_metrics,
             "awp_gamma": awp_gamma,
             "awp_warmup_epochs": awp_warmup_epochs,
+            "pair_pass": pair_pass,
             "attack": serialize_attack(attack),
             "eval_attack": serialize_attack(eval_attack),
         }
@@ -336,6 +358,14 @@ class ATALPModel(keras.Model):
             logits_adv = self.classifier(x_adv, training=training)
             ce_adv = losses.cross_entropy(y, logits_adv)
             return {"loss": w["adv_weight"] * ce_adv, "ce_adv": ce_adv}, None, logits_adv
+        if self.pair_pass == "separate":
+            if self.feature_model is None:
+                return self._weighted_terms(y, self.classifier(x, training=training),
+                                            self.classifier(x_adv, training=training), None)
+            nat = self.feature_model(x, training=training)
+            adv = self.feature_model(x_adv, training=training)
+            return self.paired_terms(y, nat["logits"], adv["logits"], nat["stages"],
+                                     adv["stages"])
         both = ops.concatenate([x, x_adv], axis=0)
         at = None
         if self.feature_model is None:

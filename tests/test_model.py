@@ -86,6 +86,79 @@ def test_compute_terms_matches_the_formula_by_hand(digits):
     np.testing.assert_allclose(terms["loss"], expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("pair_pass", ["joint", "separate"])
+def test_pair_pass_sets_which_images_batchnorm_normalises_together(pair_pass, digits):
+    """joint: one training pass of concat([x, x_adv]); separate: x, then
+    x_adv, each normalised with its own batch statistics, and BatchNorm's
+    moving mean updated twice (by hand on the first BatchNorm layer)."""
+    x, y = digits[0][:24], digits[1][:24]
+    classifier = _tiny(seed=1)
+    start = classifier.get_weights()
+    x_adv = ak.PGDAttack(0.2, 0.1, 2, random_start=False).perturb(classifier, x, y)
+    model = ak.ATALPModel(classifier)
+    model.compile("sgd", method="trades", attack=ak.TRADESAttack(0.2, 0.1, 1, seed=0),
+                  pair_pass=pair_pass)
+    terms, logits_nat, logits_adv = model.compute_terms(
+        tf.constant(x), tf.constant(y), tf.constant(x_adv), training=True)
+
+    reference = _tiny(seed=1)
+    reference.set_weights(start)
+    bn = next(layer for layer in reference.layers
+              if isinstance(layer, keras.layers.BatchNormalization))
+    m, mean0 = bn.momentum, bn.moving_mean.numpy().copy()
+    pre = keras.Model(reference.input, bn.input)
+
+    def batch_mean(images):
+        return pre(images).numpy().astype(np.float64).mean(axis=(0, 1, 2))
+
+    if pair_pass == "joint":
+        both = reference(np.concatenate([x, x_adv]), training=True).numpy()
+        ln, la = both[:len(x)], both[len(x):]
+        moving = m * mean0 + (1 - m) * batch_mean(np.concatenate([x, x_adv]))
+    else:
+        ln = reference(x, training=True).numpy()
+        la = reference(x_adv, training=True).numpy()
+        moving = m * (m * mean0 + (1 - m) * batch_mean(x)) + (1 - m) * batch_mean(x_adv)
+    np.testing.assert_allclose(logits_nat, ln, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logits_adv, la, rtol=1e-4, atol=1e-5)
+    trained_bn = classifier.get_layer(bn.name)
+    np.testing.assert_allclose(trained_bn.moving_mean.numpy(), moving, rtol=1e-4, atol=1e-6)
+
+    def log_softmax(z):
+        z = z - z.max(-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+    kl = (np.exp(log_softmax(ln)) * (log_softmax(ln) - log_softmax(la))).sum(-1)
+    ce = -log_softmax(ln)[np.arange(len(y)), y]
+    np.testing.assert_allclose(terms["loss"], ce + 6.0 * kl, rtol=1e-4, atol=1e-5)
+
+
+def test_pair_pass_separate_pairs_the_attention_maps_of_two_passes(digits):
+    x, y = digits[0][:8], digits[1][:8]
+    classifier = _tiny(seed=2)
+    x_adv = ak.PGDAttack(0.2, 0.1, 1, random_start=False).perturb(classifier, x, y)
+    model = ak.ATALPModel(classifier)
+    model.compile("sgd", method="at_alp", attack=ak.PGDAttack(0.2, 0.1, 1), pair_pass="separate")
+    terms, _, _ = model.compute_terms(tf.constant(x), tf.constant(y), tf.constant(x_adv),
+                                      training=True)
+    probe = keras.Model(classifier.input,
+                        [classifier.get_layer(n).output for n in model.stage_layers])
+    expected = ak.attention.attention_pairing_loss(probe(x, training=True),
+                                                   probe(x_adv, training=True))
+    np.testing.assert_allclose(terms["at"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_a_bad_pair_pass_is_refused_in_one_line():
+    model = ak.ATALPModel(_tiny())
+    with pytest.raises(UsageError, match=r"one of 'joint', 'separate'. Received: "
+                                         r"pair_pass='split'"):
+        model.compile("sgd", method="trades", pair_pass="split")
+    # pat trains on x_adv alone: there is no pair to split.
+    with pytest.raises(UsageError, match=r"pair_pass='separate'.*method 'pat'.*adv_weight=1"):
+        model.compile("sgd", method="pat", pair_pass="separate")
+    model.compile("sgd", method="pat", pair_pass="joint")
+
+
 def test_standard_equals_plain_keras_training(digits):
     x, y = digits[0][:128], digits[1][:128]
     ours = _tiny(seed=3)

@@ -18,11 +18,12 @@ COMPARED_CONFIG = ("dataset", "data_seed", "max_train_examples", "augment", "mod
                    "tiny_widths", "method", "eps", "step_size", "num_steps", "at_weight",
                    "alp_weight", "epochs", "batch_size", "optimizer", "learning_rate",
                    "momentum", "lr_schedule", "weight_decay", "seed", "validation_split",
-                   "keep", "awp_gamma", "awp_warmup_epochs", "mart_beta")
+                   "keep", "awp_gamma", "awp_warmup_epochs", "mart_beta", "pair_pass")
 # The value of a setting newer than a stored model's record: what that model
-# was trained with (no held-out split, the last epoch, no AWP, no MART).
-_BEFORE_RECORDED = {"validation_split": 0.0, "keep": "last", "awp_gamma": 0.0,
-                    "awp_warmup_epochs": 0, "mart_beta": None}
+# was trained with (no held-out split, the last epoch, no AWP, no MART, one
+# training pass of the clean and adversarial batch).
+BEFORE_RECORDED = {"validation_split": 0.0, "keep": "last", "awp_gamma": 0.0,
+                   "awp_warmup_epochs": 0, "mart_beta": None, "pair_pass": "joint"}
 
 
 def recipe_at(s, eps=None):
@@ -83,7 +84,7 @@ def train_model(config, label, ledger=None):
         metrics = load_json(folder.metrics)
         stored = metrics.get("config", {})
         for key in COMPARED_CONFIG:
-            if stored.get(key, _BEFORE_RECORDED.get(key)) != wanted.get(key):
+            if stored.get(key, BEFORE_RECORDED.get(key)) != wanted.get(key):
                 raise UsageError(
                     f"{config.model_dir} holds a model trained with {key}={stored.get(key)!r}, "
                     f"but this run wants {key}={wanted.get(key)!r}. Use another --out (or "

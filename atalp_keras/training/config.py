@@ -125,7 +125,7 @@ class TrainConfig:
         parser=_parse_eps_or_none)
     num_steps: Optional[int] = setting(
         None, "Steps of the training attack; default: the preset's (7, "
-        "trades 10). 'fast' always takes one step of 1.25*eps.",
+        "trades, mart 10). 'fast' always takes one step of 1.25*eps.",
         lower_bound=1)
     natural_weight: Optional[float] = _loss_weight("clean cross-entropy")
     adv_weight: Optional[float] = _loss_weight("adversarial cross-entropy")
@@ -143,6 +143,12 @@ class TrainConfig:
     awp_warmup_epochs: int = setting(
         0, "Epochs trained without the weight perturbation first.",
         lower_bound=0)
+    pair_pass: str = setting(
+        "joint", "Methods that score the clean batch and its adversarial twin "
+        "(all but pat, fast, standard): joint = one training pass of both "
+        "(METHOD.md; BatchNorm normalises them together); separate = one pass "
+        "each, clean then adversarial, as the TRADES and MART reference code "
+        "does.", choices=methods.PAIR_PASSES)
     clean_metrics: bool = setting(
         True, "pat and fast only (they train on x_adv alone): score the "
         "clean batch in every training step to log `accuracy` and "

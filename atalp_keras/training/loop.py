@@ -164,7 +164,7 @@ def _build_model(config, info, cluster, rate):
                 adv_weight=config.adv_weight, alp_weight=config.alp_weight,
                 at_weight=config.at_weight, trades_beta=config.trades_beta,
                 mart_beta=config.mart_beta, awp_gamma=config.awp_gamma,
-                awp_warmup_epochs=config.awp_warmup_epochs,
+                awp_warmup_epochs=config.awp_warmup_epochs, pair_pass=config.pair_pass,
                 clean_metrics=config.clean_metrics, jit_compile=jit_compile,
                 steps_per_execution=config.steps_per_execution)
             if multi_worker:

@@ -110,21 +110,25 @@ _TF_STEPS = textwrap.dedent("""
     folder, count, cases = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     data = np.load(folder + "/data.npz")
     results = {}
-    for method, gamma in cases:
+    for method, gamma, pair_pass in cases:
         classifier = ak.tiny_resnet((8, 8, 1), 10, widths=(4, 4, 4, 4))
         classifier.set_weights([data[f"w{i}"] for i in range(count)])
         model = ak.ATALPModel(classifier)
         model.compile(keras.optimizers.SGD(0.5), method=method,
                       attack=ak.PGDAttack(0.2, 0.05, 2, random_start=False),
-                      eval_attack=None, awp_gamma=gamma)
+                      eval_attack=None, awp_gamma=gamma, pair_pass=pair_pass)
         logs = model.fit(data["x"], data["y"], batch_size=16, shuffle=False,
                          verbose=0).history
-        np.savez(f"{folder}/{method}_{gamma}.npz", *classifier.get_weights())
-        results[f"{method}_{gamma}"] = {k: float(v[-1]) for k, v in logs.items()}
+        name = f"{method}_{gamma}_{pair_pass}"
+        np.savez(f"{folder}/{name}.npz", *classifier.get_weights())
+        results[name] = {k: float(v[-1]) for k, v in logs.items()}
     print(json.dumps(results))
 """)
 
-CROSS = [("at_alp", 0.0), ("mart", 0.0), ("trades", 0.0), ("pat", 0.01)]
+# (method, awp_gamma, pair_pass): the separate passes update BatchNorm's
+# statistics twice per step, under AWP in a StatelessScope.
+CROSS = [("at_alp", 0.0, "joint"), ("mart", 0.0, "joint"), ("trades", 0.0, "joint"),
+         ("pat", 0.01, "joint"), ("trades", 0.005, "separate"), ("at_alp", 0.0, "separate")]
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +146,14 @@ def tensorflow_steps(tmp_path_factory):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     results = {}
 
-    def result(method, gamma):
+    def result(method, gamma, pair_pass):
         if not results:
             stdout, stderr = process.communicate(timeout=900)
             assert process.returncode == 0, stderr[-3000:]
             results.update(json.loads(stdout.strip().splitlines()[-1]))
-        after = np.load(folder / f"{method}_{gamma}.npz")
-        return results[f"{method}_{gamma}"], [after[f"arr_{i}"] for i in range(len(weights))]
+        name = f"{method}_{gamma}_{pair_pass}"
+        after = np.load(folder / f"{name}.npz")
+        return results[name], [after[f"arr_{i}"] for i in range(len(weights))]
 
     yield x, y, weights, result
     if process.poll() is None:
@@ -156,17 +161,17 @@ def tensorflow_steps(tmp_path_factory):
         process.communicate()
 
 
-@pytest.mark.parametrize("method, gamma", CROSS)
-def test_one_step_equals_tensorflows(method, gamma, tensorflow_steps):
+@pytest.mark.parametrize("method, gamma, pair_pass", CROSS)
+def test_one_step_equals_tensorflows(method, gamma, pair_pass, tensorflow_steps):
     x, y, weights, tensorflow_result = tensorflow_steps
     classifier = _resnet()
     classifier.set_weights(weights)
     model = ak.ATALPModel(classifier)
     model.compile(keras.optimizers.SGD(0.5), method=method,
                   attack=ak.PGDAttack(0.2, 0.05, 2, random_start=False), eval_attack=None,
-                  awp_gamma=gamma)
+                  awp_gamma=gamma, pair_pass=pair_pass)
     logs = model.fit(x, y, batch_size=16, shuffle=False, verbose=0).history
-    expected, after_tf = tensorflow_result(method, gamma)
+    expected, after_tf = tensorflow_result(method, gamma, pair_pass)
     assert set(logs) == set(expected)
     for key, value in expected.items():
         assert logs[key][-1] == pytest.approx(value, rel=2e-4, abs=2e-5), key
