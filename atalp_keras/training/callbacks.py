@@ -5,6 +5,7 @@ optional early stop against catastrophic overfitting (`OverfitGuard`)."""
 import importlib.util
 import math
 import os
+import re
 import time
 
 import keras
@@ -16,6 +17,10 @@ from atalp_keras.attacks.batching import predict_classes
 from atalp_keras.training.optim import last_step_rate
 
 
+# An improving epoch's checkpoint before its backup is written (RunLog).
+_PENDING_BEST = re.compile(r"best\.pending-epoch(\d+)\.keras")
+
+
 class RunLog(keras.callbacks.Callback):
     """Per-epoch history (JSON + CSV) and ``last``/``best`` ``.keras``
     checkpoints, consistent across a kill and resume.
@@ -23,6 +28,12 @@ class RunLog(keras.callbacks.Callback):
     It must come before ``BackupAndRestore`` in the callback list: an epoch is
     logged before it is backed up, and a resumed run first drops the rows of
     epochs the backup does not hold, so every epoch appears exactly once.
+    ``best.keras`` only ever holds an epoch the backup holds: an improving
+    epoch is saved as ``best.pending-epoch<N>.keras`` and renamed to
+    ``best.keras`` when the next epoch begins (its backup written) or
+    training ends; a kill before that backup leaves a pending file that the
+    resumed run discards with the epoch's row, so ``best.keras`` never holds
+    weights no row of the history describes.
 
     Args:
         run_dir: Folder for ``history.json``, ``history.csv`` and
@@ -55,7 +66,30 @@ class RunLog(keras.callbacks.Callback):
             self.rows = [r for r in self.rows if r["epoch"] <= epoch]
             self.resumed_from_epoch = epoch
             self._truncated = True
+        self._settle_best(epoch)
         self._epoch_start = time.time()
+
+    def on_train_end(self, logs=None):
+        if self.rows:
+            self._settle_best(self.rows[-1]["epoch"])
+
+    def _pending_best(self):
+        """``{epoch: path}`` of the improving epochs saved but not yet backed up."""
+        folder = self.folder.checkpoints
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        found = (_PENDING_BEST.fullmatch(name) for name in names)
+        return {int(m.group(1)): os.path.join(folder, m.group(0)) for m in found if m}
+
+    def _settle_best(self, backed_up):
+        """Makes the newest pending best of an epoch <= ``backed_up`` (the
+        epochs the backup holds) ``best.keras``; deletes the others."""
+        pending = self._pending_best()
+        kept = max((e for e in pending if e <= backed_up), default=None)
+        for epoch, path in pending.items():
+            if epoch == kept:
+                os.replace(path, self.folder.best_checkpoint)
+            else:
+                os.remove(path)
 
     def on_epoch_end(self, epoch, logs=None):
         row = {"epoch": epoch + 1}
@@ -72,8 +106,9 @@ class RunLog(keras.callbacks.Callback):
             artifacts.atomic_save_keras(self.model,
                                         self.folder.last_checkpoint)
             if improved:
-                artifacts.atomic_save_keras(self.model,
-                                            self.folder.best_checkpoint)
+                # best.keras once this epoch is backed up (_settle_best).
+                artifacts.atomic_save_keras(self.model, os.path.join(
+                    self.folder.checkpoints, f"best.pending-epoch{epoch + 1}.keras"))
         self._write()
 
     def _write(self):
