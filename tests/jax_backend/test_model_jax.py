@@ -302,6 +302,26 @@ def test_the_attacks_random_start_advances_from_step_to_step():
     assert len(model.get_weights()) == len(model.classifier.get_weights())
 
 
+def test_steps_per_execution_trains_as_one_step_per_call():
+    """Two steps per jitted call (Keras' steps_per_execution) run the same
+    steps, the attack's random starts and BatchNorm statistics included."""
+    x, y = _data(32, seed=4)
+    results = []
+    for steps in (1, 2):
+        attack = ak.PGDAttack(0.2, 0.05, 1, seed=3)
+        model = _model("at_alp+awp", classifier=_resnet(seed=6), attack=attack,
+                       steps_per_execution=steps)
+        init = model.classifier.get_weights()
+        logs = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history
+        results.append((model.classifier.get_weights(), logs,
+                        np.asarray(attack.seed_generator.state.value).copy()))
+    (one, logs_one, seed_one), (two, logs_two, seed_two) = results
+    assert_trained_alike(one, two, init)
+    np.testing.assert_array_equal(seed_one, seed_two)
+    for key, values in logs_one.items():
+        assert logs_two[key][-1] == pytest.approx(values[-1], rel=1e-4, abs=1e-6), key
+
+
 def test_evaluate_as_a_list_lines_up_with_metrics_names():
     x, y = _data()
     model = _model("at_alp", eval_attack=ak.PGDAttack(0.2, 0.05, 1, random_start=False))
