@@ -322,6 +322,33 @@ def test_steps_per_execution_trains_as_one_step_per_call():
         assert logs_two[key][-1] == pytest.approx(values[-1], rel=1e-4, abs=1e-6), key
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_float32_logits_and_weights(policy):
+    """Mixed precision (float16 with Keras' dynamic loss scaling) under
+    jax.jit, AT+ALP with AWP: finite terms, float32 variables and logits,
+    and the weights move."""
+    x, y = _data(32, seed=2)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        classifier = _resnet(seed=1)
+        optimizer = keras.optimizers.SGD(0.1)
+        if policy == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model = ak.ATALPModel(classifier)
+        model.compile(optimizer, method="at_alp", attack=_attack("at_alp"), awp_gamma=0.01,
+                      eval_attack=ak.PGDAttack(0.2, 0.05, 1, random_start=False))
+        init = classifier.get_weights()
+        logs = model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+                         validation_data=(x[:16], y[:16])).history
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(np.isfinite(v[-1]) for v in logs.values())
+    assert classifier.get_layer("conv1_conv").compute_dtype == policy.split("_")[1]
+    assert all(w.dtype == np.float32 for w in classifier.get_weights())
+    assert any(not np.allclose(a, b) for a, b in zip(init, classifier.get_weights()))
+    assert np.asarray(classifier(x[:2])).dtype == np.float32
+
+
 def test_evaluate_as_a_list_lines_up_with_metrics_names():
     x, y = _data()
     model = _model("at_alp", eval_attack=ak.PGDAttack(0.2, 0.05, 1, random_start=False))
