@@ -86,16 +86,24 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     # Each row says what its shipped config trains.
     assert "gamma 0.01" in row["pat_awp"] and "MART" in row["mart_awp"]
 
-    # The best by AutoAttack is pat_long (75%): 100 clean reaches 88.5, 75 is 5 short of 80.
-    assert ("`pat_long`: clean 100.00% (reached 88.5%); AutoAttack 75.00% "
-            "(5.00 points short of 80.0%). Its validation clean accuracy peaked at 60.0% "
-            "(epoch 1 of 1), its validation PGD-10 accuracy at 30.0% (epoch 1); at the kept "
-            "epoch 1 the held-out training images scored 60.0% clean, the test images "
-            "100.00%. If `pat_long`'s gaps between validation at its kept epoch and test "
-            "(-40.00 points clean, -45.00 from validation PGD-10 to test AutoAttack) held for "
-            "another run, the goal would take a kept epoch at about 48.5% clean and 35.0% "
+    # Validation picks pat_awp (PGD-10 50% at its kept epoch 2, pat_long 30%):
+    # 3/4 clean is 13.5 short of 88.5, 2/4 robust 30 short of 80. Its gaps
+    # (validation 75/50 at the kept epoch, test 75/50) are 0, so the goal
+    # would take 88.5/80 on validation. pat_long (75%) is the most robust on
+    # the test set, which the text names without choosing it.
+    assert ("The recipe validation picks (the highest validation PGD-10 at the kept epoch, "
+            "50.0%), `pat_awp`: clean 75.00% (13.50 points short of 88.5%); AutoAttack 50.00% "
+            "(30.00 points short of 80.0%). Its validation clean accuracy peaked at 75.0% "
+            "(epoch 2 of 3), its validation PGD-10 accuracy at 50.0% (epoch 2); at the kept "
+            "epoch 2 the held-out training images scored 75.0% clean, the test images "
+            "75.00%. If `pat_awp`'s gaps between validation at its kept epoch and test "
+            "(+0.00 points clean, +0.00 from validation PGD-10 to test AutoAttack) held for "
+            "another run, the goal would take a kept epoch at about 88.5% clean and 80.0% "
             "PGD-10 on validation; the highest read so far, by any run at this eps and epoch: "
-            "75.0% clean (`pat_awp`, epoch 2) and 50.0% PGD-10 (`pat_awp`, epoch 2).") in text
+            "75.0% clean (`pat_awp`, epoch 2) and 50.0% PGD-10 (`pat_awp`, epoch 2). "
+            "`pat_long` scores the most under AutoAttack on the test set (clean 100.00% "
+            "(reached 88.5%); AutoAttack 75.00% (5.00 points short of 80.0%)); taking it for "
+            "that would choose on the test set.") in text
     assert "| `pat_awp` | `pat_long` | does AWP add robustness to PGD-AT? | 1 | 2 | -25.00 | 1 |" \
         in text
     assert "| `at_alp_awp` | `pat_awp` |" in text and "not both evaluated" in text
@@ -107,7 +115,7 @@ def test_report_cells_tests_and_figure_come_from_the_files(tmp_path, saved_figur
     assert text.index("| `pat_awp_eps0.3`:") > text.index("## eps 0.3") > row_start(text,
                                                                                     "trades_awp")
     assert "At eps 0.3: >= 80.0% clean and >= 50.0% AutoAttack on all 10,000 test images. " \
-        "No run at this eps is evaluated yet." in text
+        "No run at this eps is trained yet." in text
 
     # Square: 75% after the gradient stages, 50% after it: 1 image of the 3 it
     # attacked; 1/3 has the Wilson 95% interval [6.1, 79.2].
@@ -213,13 +221,14 @@ def test_an_eps_0_3_run_is_read_at_0_3_and_judged_by_its_own_goal(tmp_path):
     assert (run["eps"], run["state"]) == (0.3, "evaluated")
     text = long_runs.report([run, long_runs.read_run(str(root), "pat_awp")])
     # 4/4 clean reaches 80; 2/4 = 50% reaches 50 (the goal is >=).
-    assert ("At eps 0.3: >= 80.0% clean and >= 50.0% AutoAttack on all 10,000. The most "
-            "robust evaluated recipe, `pat_awp_eps0.3`: clean 100.00% (reached 80.0%); "
+    assert ("At eps 0.3: >= 80.0% clean and >= 50.0% AutoAttack on all 10,000 test images. "
+            "The recipe validation picks (the highest validation PGD-10 at the kept epoch, "
+            "55.0%), `pat_awp_eps0.3`: clean 100.00% (reached 80.0%); "
             "AutoAttack 50.00% (reached 50.0%). Its validation clean accuracy peaked at 85.0% "
             "(epoch 2 of 3), its validation PGD-10 accuracy at 55.0% (epoch 3); at the kept "
             "epoch 3 the held-out training images scored 82.0% clean, the test images "
             "100.00%.\n") in text  # reached: nothing to close
-    assert "At eps 0.1: >= 88.5% clean" in text and "No run at this eps" in text
+    assert "At eps 0.1: >= 88.5% clean" in text and "No run at this eps is trained yet." in text
     assert "| AutoAttack eps 0.3 |" in text
 
 
@@ -292,26 +301,49 @@ def test_the_kept_subset_file_must_be_the_baseline_s(tmp_path):
     assert same.returncode == 0, same.stderr
 
 
-def test_the_most_robust_recipe_is_paired_with_plain_pgd_at(tmp_path):
-    def runs_with(robust, folder):
+def test_the_recipe_validation_picks_is_paired_with_plain_pgd_at(tmp_path):
+    def runs_with(robust, validation, folder):
         root = tmp_path / folder
         for name, correct in robust.items():
-            _write_run(root, name, [(0.6, 0.3)], kept=1, clean="1111", robust=correct)
+            _write_run(root, name, [(0.6, validation.get(name, 0.3))], kept=1, clean="1111",
+                       robust=correct)
         return [long_runs.read_run(str(root), name) for name in long_runs.RUNS]
 
-    runs = runs_with({"pat_long": "0111", "pat_awp": "0011", "mart_awp": "1111"}, "a")
+    # Validation picks mart_awp (PGD-10 0.5); it alone keeps image 0 against
+    # pat_long: 1 discordant image. pat_awp is as robust on the test set.
+    runs = runs_with({"pat_long": "0111", "pat_awp": "1111", "mart_awp": "1111"},
+                     {"mart_awp": 0.5, "pat_awp": 0.4}, "a")
+    assert long_runs.chosen_run(runs)["name"] == "mart_awp"
     tests = {(a, b): (question, result)
              for (a, b, question), result in long_runs.paired_tests(runs)}
-    # mart_awp (4/4) is the most robust; it alone keeps image 0: 1 discordant image.
     question, result = tests[("mart_awp", "pat_long")]
-    assert question == "does the most robust recipe add robustness to plain PGD-AT?"
+    assert question == "does the recipe validation picks add robustness to plain PGD-AT?"
     assert (result["a_only"], result["b_only"], result["p_value"]) == (1, 0, 1.0)
     assert len(tests) == len(long_runs.PAIRS) + 1
-    assert "| `mart_awp` | `pat_long` | does the most robust recipe" in long_runs.report(runs)
-    # The most robust is pat_awp (PAIRS has it against pat_long) or pat_long
+    assert "| `mart_awp` | `pat_long` | does the recipe validation picks" in \
+        long_runs.report(runs)
+    # The most robust on the test set does not decide: trades_awp keeps every
+    # image, but validation still picks mart_awp.
+    runs = runs_with({"pat_long": "0011", "mart_awp": "0111", "trades_awp": "1111"},
+                     {"mart_awp": 0.5, "trades_awp": 0.45}, "b")
+    assert long_runs.best_run(runs)["name"] == "trades_awp"
+    assert ("mart_awp", "pat_long") in {(a, b) for (a, b, _), _ in long_runs.paired_tests(runs)}
+    # Validation picks pat_awp (PAIRS has it against pat_long) or pat_long
     # itself: no pair is added.
-    for best, folder in (("pat_awp", "b"), ("pat_long", "c")):
-        robust = {"pat_long": "0011", "pat_awp": "0011", "mart_awp": "0001"}
-        runs = runs_with(dict(robust, **{best: "0111"}), folder)
-        assert long_runs.best_run(runs)["name"] == best
+    for best, folder in (("pat_awp", "c"), ("pat_long", "d")):
+        runs = runs_with({"pat_long": "0011", "pat_awp": "0011", "mart_awp": "0111"},
+                         {best: 0.5}, folder)
+        assert long_runs.chosen_run(runs)["name"] == best
         assert len(long_runs.paired_tests(runs)) == len(long_runs.PAIRS)
+
+
+def test_a_picked_recipe_not_yet_evaluated_is_named_with_the_best_evaluated_so_far(tmp_path):
+    root = tmp_path / "runs"
+    _write_run(root, "pat_awp", [(0.6, 0.3)], kept=1, clean="1111", robust="0111")
+    _write_run(root, "trades_awp", [(0.7, 0.4), (0.7, 0.5)], kept=2)   # trained only
+    runs = [long_runs.read_run(str(root), name) for name in long_runs.RUNS]
+    assert long_runs.chosen_run(runs)["name"] == "trades_awp"
+    assert ("The recipe validation picks (the highest validation PGD-10 at the kept epoch, "
+            "50.0%), `trades_awp`, is not evaluated yet. The most robust evaluated so far, "
+            "`pat_awp`: clean 100.00% (reached 88.5%); AutoAttack 75.00% (5.00 points short "
+            "of 80.0%).") in long_runs.report(runs)
