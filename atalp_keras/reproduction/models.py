@@ -12,6 +12,7 @@ import numpy as np
 from atalp_keras import artifacts
 from atalp_keras.errors import UsageError
 from atalp_keras.reproduction.common import count, load_json, log
+from atalp_keras.training.config import BEFORE_RECORDED
 
 # TrainConfig fields a reused model must share with the one asked for.
 COMPARED_CONFIG = ("dataset", "data_seed", "max_train_examples", "augment", "model",
@@ -19,11 +20,6 @@ COMPARED_CONFIG = ("dataset", "data_seed", "max_train_examples", "augment", "mod
                    "alp_weight", "epochs", "batch_size", "optimizer", "learning_rate",
                    "momentum", "lr_schedule", "weight_decay", "seed", "validation_split",
                    "keep", "awp_gamma", "awp_warmup_epochs", "mart_beta", "pair_pass")
-# The value of a setting newer than a stored model's record: what that model
-# was trained with (no held-out split, the last epoch, no AWP, no MART, one
-# training pass of the clean and adversarial batch).
-BEFORE_RECORDED = {"validation_split": 0.0, "keep": "last", "awp_gamma": 0.0,
-                   "awp_warmup_epochs": 0, "mart_beta": None, "pair_pass": "joint"}
 
 
 def recipe_at(s, eps=None):

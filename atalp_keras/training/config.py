@@ -33,6 +33,11 @@ IMAGENET_MODELS = ("resnet50", "resnet101", "resnet152")
 NON_WEIGHT_SETTINGS = ("verbose", "flags_text", "overwrite", "model_dir",
                        "export", "export_dir", "export_name", "export_version")
 GROWING_SETTINGS = ("epochs",)
+# The value of a setting newer than a run's record: what that run was trained
+# with (no held-out split, the last epoch, no AWP, no MART, one training pass
+# of the clean and adversarial batch).
+BEFORE_RECORDED = {"validation_split": 0.0, "keep": "last", "awp_gamma": 0.0,
+                   "awp_warmup_epochs": 0, "mart_beta": None, "pair_pass": "joint"}
 
 
 def model_names():

@@ -15,7 +15,8 @@ import tempfile
 from atalp_keras import artifacts
 from atalp_keras.errors import UsageError
 from atalp_keras.training import run_lock
-from atalp_keras.training.config import GROWING_SETTINGS, NON_WEIGHT_SETTINGS
+from atalp_keras.training.config import (BEFORE_RECORDED, GROWING_SETTINGS,
+                                         NON_WEIGHT_SETTINGS)
 
 
 @dataclasses.dataclass
@@ -106,9 +107,11 @@ def config_differences(recorded, config):
     current = record(config)
     lines = []
     for name, new in current.items():
-        if name in NON_WEIGHT_SETTINGS or name not in recorded:
+        # A setting newer than the record: the value the run was trained with.
+        if name in NON_WEIGHT_SETTINGS or (name not in recorded
+                                           and name not in BEFORE_RECORDED):
             continue
-        old = recorded[name]
+        old = recorded.get(name, BEFORE_RECORDED.get(name))
         if old == new or (name in GROWING_SETTINGS
                           and isinstance(old, int) and new > old):
             continue

@@ -10,7 +10,7 @@ import pytest
 
 from atalp_keras.errors import UsageError
 from atalp_keras.reproduction import long_runs, models, presets
-from atalp_keras.training.config import NON_WEIGHT_SETTINGS
+from atalp_keras.training.config import BEFORE_RECORDED, NON_WEIGHT_SETTINGS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -54,9 +54,9 @@ def test_fmnist_preset_trains_what_the_flagfiles_train(method, monkeypatch):
         trained = json.load(f)["config"]
     validated = json.loads(json.dumps(dataclasses.asdict(
         _flagfile_config(f"fmnist_{method}", model_dir).validate()), default=str))
-    differ = {k: (trained.get(k, models.BEFORE_RECORDED.get(k)), validated[k])
+    differ = {k: (trained.get(k, BEFORE_RECORDED.get(k)), validated[k])
               for k in models.COMPARED_CONFIG
-              if trained.get(k, models.BEFORE_RECORDED.get(k)) != validated[k]}
+              if trained.get(k, BEFORE_RECORDED.get(k)) != validated[k]}
     assert not differ
 
 
@@ -395,7 +395,7 @@ def test_long_configs_train_what_their_committed_runs_were_trained_with(name, mo
     with open(recorded) as f:
         trained = json.load(f)["config"]
     # A setting newer than the run's record: what the run was trained with.
-    recorded = {k: trained.get(k, models.BEFORE_RECORDED.get(k)) for k in flagged}
+    recorded = {k: trained.get(k, BEFORE_RECORDED.get(k)) for k in flagged}
     differ = {k: (recorded[k], flagged[k]) for k in flagged
               if k not in NON_WEIGHT_SETTINGS and recorded[k] != flagged[k]}
     assert not differ

@@ -150,3 +150,20 @@ def test_unwritable_model_dir_refused_before_anything(tmp_path):
     with pytest.raises(UsageError, match="Cannot write to --model_dir"):
         run_folder.check_run_dir(config, make_cluster("default"))
     assert sorted(os.listdir(tmp_path)) == ["file"]
+
+
+def test_a_setting_newer_than_the_record_is_compared_with_what_the_run_trained_with():
+    """A run recorded before pair_pass (or AWP) existed trained with one pass
+    and no AWP: resuming it with another value is a change, not a new key."""
+    from atalp_keras.training import TrainConfig, run_folder
+
+    old = run_folder.record(TrainConfig(method="trades").validate())
+    for name in ("pair_pass", "awp_gamma"):
+        del old[name]
+    assert run_folder.config_differences(old, TrainConfig(method="trades").validate()) == []
+    assert run_folder.config_differences(
+        old, TrainConfig(method="trades", pair_pass="separate").validate()) == \
+        ["--pair_pass=joint -> separate"]
+    assert run_folder.config_differences(
+        old, TrainConfig(method="trades", awp_gamma=0.01).validate()) == \
+        ["--awp_gamma=0.0 -> 0.01"]
