@@ -173,7 +173,8 @@ class ATALPModel(keras.Model):
                 f"{preset.name!r} trains without an attack. Received: awp_gamma={awp_gamma:g}, "
                 f"method={preset.name!r}")
         if pair_pass not in methods.PAIR_PASSES:
-            raise UsageError(f"`pair_pass` must be one of {', '.join(map(repr, methods.PAIR_PASSES))}. "
+            choices = ", ".join(map(repr, methods.PAIR_PASSES))
+            raise UsageError(f"`pair_pass` must be one of {choices}. "
                              f"Received: pair_pass={pair_pass!r}")
         if weights["at_weight"] > 0 and not self.stage_layers:
             raise UsageError(self._stage_error or (
