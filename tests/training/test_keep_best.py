@@ -54,7 +54,7 @@ def test_a_run_records_the_kept_epoch(tmp_path):
     assert selection["validation"].startswith("24 training examples held out")
 
 
-def _epoch(run_log, model, epoch, value):
+def _epoch(run_log, epoch, value):
     """One epoch of `RunLog` (0-based ``epoch``) whose monitor reads ``value``."""
     run_log.on_epoch_begin(epoch)
     run_log.on_epoch_end(epoch, {"val_adv_accuracy": value})
@@ -76,10 +76,10 @@ def test_best_keras_never_holds_an_epoch_the_backup_lost(tmp_path):
     run_log.on_train_begin()
     for epoch, value in enumerate((0.4, 0.6)):
         run_log.set_model(models[epoch])
-        _epoch(run_log, models[epoch], epoch, value)
+        _epoch(run_log, epoch, value)
     # Epoch 3 improves; the process dies before BackupAndRestore saves it.
     run_log.set_model(models[2])
-    _epoch(run_log, models[2], 2, 0.7)
+    _epoch(run_log, 2, 0.7)
     assert sorted(os.listdir(folder.checkpoints)) == [
         "best.keras", "best.pending-epoch3.keras", "last.keras"]
     for a, b in zip(_weights_of(folder.best_checkpoint), models[1].classifier.get_weights()):
@@ -89,7 +89,7 @@ def test_best_keras_never_holds_an_epoch_the_backup_lost(tmp_path):
     resumed = RunLog(str(tmp_path), "val_adv_accuracy", 0.1)
     resumed.set_model(models[3])
     resumed.on_train_begin()
-    _epoch(resumed, models[3], 2, 0.5)
+    _epoch(resumed, 2, 0.5)
     resumed.on_train_end()
     assert [r["epoch"] for r in resumed.rows] == [1, 2, 3]
     assert sorted(os.listdir(folder.checkpoints)) == ["best.keras", "last.keras"]
@@ -105,10 +105,10 @@ def test_an_improving_epoch_becomes_best_keras_once_backed_up(tmp_path):
     run_log = RunLog(str(tmp_path), "val_adv_accuracy", 0.1)
     run_log.set_model(first)
     run_log.on_train_begin()
-    _epoch(run_log, first, 0, 0.4)
+    _epoch(run_log, 0, 0.4)
     assert not os.path.exists(folder.best_checkpoint)
     run_log.set_model(second)
-    _epoch(run_log, second, 1, 0.6)   # epoch 1 is backed up when epoch 2 begins
+    _epoch(run_log, 1, 0.6)   # epoch 1 is backed up when epoch 2 begins
     for a, b in zip(_weights_of(folder.best_checkpoint), first.classifier.get_weights()):
         np.testing.assert_array_equal(a, b)
     run_log.on_train_end()            # and epoch 2 when training ends
