@@ -17,8 +17,10 @@ from atalp_keras.attacks.batching import predict_classes
 from atalp_keras.training.optim import last_step_rate
 
 
-# An improving epoch's checkpoint before its backup is written (RunLog).
-_PENDING_BEST = re.compile(r"best\.pending-epoch(\d+)\.keras")
+# An improving epoch's checkpoint before its backup is written (RunLog): the
+# name, and the pattern that reads the epoch back from it.
+_PENDING_BEST = "best.pending-epoch{}.keras"
+_PENDING_BEST_NAME = re.compile(re.escape(_PENDING_BEST).replace(r"\{\}", r"(\d+)"))
 
 
 class RunLog(keras.callbacks.Callback):
@@ -77,7 +79,7 @@ class RunLog(keras.callbacks.Callback):
         """``{epoch: path}`` of the improving epochs saved but not yet backed up."""
         folder = self.folder.checkpoints
         names = os.listdir(folder) if os.path.isdir(folder) else []
-        found = (_PENDING_BEST.fullmatch(name) for name in names)
+        found = (_PENDING_BEST_NAME.fullmatch(name) for name in names)
         return {int(m.group(1)): os.path.join(folder, m.group(0)) for m in found if m}
 
     def _settle_best(self, backed_up):
@@ -108,7 +110,7 @@ class RunLog(keras.callbacks.Callback):
             if improved:
                 # best.keras once this epoch is backed up (_settle_best).
                 artifacts.atomic_save_keras(self.model, os.path.join(
-                    self.folder.checkpoints, f"best.pending-epoch{epoch + 1}.keras"))
+                    self.folder.checkpoints, _PENDING_BEST.format(epoch + 1)))
         self._write()
 
     def _write(self):
